@@ -1,0 +1,68 @@
+"""The FastAPI application: routers, error handling, middleware and the process lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from whatwut import __version__
+from whatwut.accounts.api import router as accounts_router
+from whatwut.audit.api import router as audit_router
+from whatwut.contacts.api import router as contacts_router
+from whatwut.context import AppContext, set_current
+from whatwut.conversations.api import router as conversations_router
+from whatwut.health import router as health_router
+from whatwut.inboxes.api import router as inboxes_router
+from whatwut.jobs.api import router as jobs_router
+from whatwut.kit.errors import install_error_handlers
+from whatwut.kit.logging import configure_logging
+from whatwut.kit.middleware import BodySizeLimit, RequestId
+from whatwut.realtime.api import router as realtime_router
+from whatwut.settings import Settings, get_settings
+from whatwut.teams.api import router as teams_router
+
+API_ROUTERS = (
+    accounts_router,
+    teams_router,
+    inboxes_router,
+    contacts_router,
+    conversations_router,
+    realtime_router,
+    jobs_router,
+    audit_router,
+)
+
+
+def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+    """Build the app; the database is opened in the lifespan, not at import time."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = context or AppContext.create(settings)
+        app.state.context = ctx
+        set_current(ctx)
+        try:
+            yield
+        finally:
+            if context is None:
+                await ctx.close()
+
+    app = FastAPI(
+        title="WhatWut",
+        version=__version__,
+        summary="Team inbox for WhatsApp customer support, with the Wacanda AI agent.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health_router)
+    for router in API_ROUTERS:
+        app.include_router(router)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, upload_max_bytes=settings.max_upload_bytes
+    )
+    app.add_middleware(RequestId)
+    return app

@@ -1,0 +1,1 @@
+"""The audit domain's logic (no HTTP; callers own the transaction)."""

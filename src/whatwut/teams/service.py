@@ -1,0 +1,1 @@
+"""The teams domain's logic (no HTTP; callers own the transaction)."""

@@ -1,0 +1,159 @@
+"""Helpers shared by the tests: the live server, and making accounts and users through the app."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from whatwut.accounts import service as accounts
+from whatwut.app import create_app
+from whatwut.context import AppContext
+from whatwut.db.engine import transaction
+from whatwut.settings import Settings
+
+TEST_SECRET = "test-secret-key-not-for-production"
+PASSWORD = "correct horse battery"
+_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "DATABASE_URL": database_url,
+        "WHATWUT_DATA_DIR": str(data_dir),
+        "WHATWUT_SECRET_KEY": TEST_SECRET,
+        "WHATWUT_LOG_LEVEL": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    database_url: str
+    settings: Settings
+    _loop_runner: asyncio.Runner | None = field(default=None, repr=False)
+
+    def run(self, coro: object) -> object:
+        """Run a coroutine against the server's database (for setup the API does not offer)."""
+
+        async def with_context() -> object:
+            context = AppContext.create(self.settings)
+            try:
+                return await coro(context)  # type: ignore[operator]
+            finally:
+                await context.close()
+
+        return asyncio.run(with_context())
+
+
+@contextmanager
+def start_live_server(database_url: str, data_dir: Path, **overrides: object) -> Iterator[LiveServer]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = test_settings(database_url, data_dir, **overrides)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"live-server-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the live server did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", database_url=database_url, settings=settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A signed-in user of one account, with a ready ``Authorization`` header."""
+
+    account_id: int
+    user_id: int
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def path(self, suffix: str) -> str:
+        return f"/api/v1/accounts/{self.account_id}/{suffix.lstrip('/')}"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+
+def login(client: httpx.Client, email: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def new_account(live: LiveServer, client: httpx.Client, *, role: str = "administrator") -> Actor:
+    """A fresh account whose first user has ``role``; signed in over HTTP."""
+    email = f"{unique('user')}@example.com"
+    name = unique("Account")
+
+    async def create(context: AppContext) -> tuple[int, int]:
+        async with transaction(context.sessionmaker) as session:
+            account = await accounts.create_account(session, name)
+            user = await accounts.create_user(session, email=email, name="Test User", password=PASSWORD)
+            await accounts.add_member(session, account, user, role)
+            return account.id, user.id
+
+    account_id, user_id = live.run(create)  # type: ignore[misc]
+    return Actor(account_id=account_id, user_id=user_id, email=email, token=login(client, email))
+
+
+def add_user(live: LiveServer, client: httpx.Client, account_id: int, *, role: str = "agent") -> Actor:
+    """Another user in an existing account; signed in over HTTP."""
+    email = f"{unique('user')}@example.com"
+
+    async def create(context: AppContext) -> int:
+        async with transaction(context.sessionmaker) as session:
+            from whatwut.accounts.models import Account
+
+            account = await session.get(Account, account_id)
+            assert account is not None
+            user = await accounts.create_user(session, email=email, name="Agent", password=PASSWORD)
+            await accounts.add_member(session, account, user, role)
+            return user.id
+
+    user_id = live.run(create)  # type: ignore[assignment]
+    return Actor(account_id=account_id, user_id=int(user_id), email=email, token=login(client, email))  # type: ignore[arg-type]
+
+
+def assert_problem(response: httpx.Response, status: int, *, field: str | None = None) -> dict[str, object]:
+    """The response is ``application/problem+json`` with this status (and names ``field``)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, object] = response.json()
+    assert body["status"] == status and body["detail"], body
+    if field is not None:
+        assert field in str(body.get("field", "")) + str(body.get("errors", "")), body
+    return body
