@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from whatwut import __version__
 from whatwut.accounts.api import router as accounts_router
 from whatwut.audit.api import router as audit_router
+from whatwut.canned_responses.api import router as canned_responses_router
 from whatwut.contacts.api import router as contacts_router
 from whatwut.context import AppContext, set_current
 from whatwut.conversations.api import router as conversations_router
@@ -19,6 +20,7 @@ from whatwut.jobs.api import router as jobs_router
 from whatwut.kit.errors import install_error_handlers
 from whatwut.kit.logging import configure_logging
 from whatwut.kit.middleware import BodySizeLimit, RequestId
+from whatwut.labels.api import router as labels_router
 from whatwut.realtime.api import router as realtime_router
 from whatwut.settings import Settings, get_settings
 from whatwut.teams.api import router as teams_router
@@ -29,6 +31,8 @@ API_ROUTERS = (
     inboxes_router,
     contacts_router,
     conversations_router,
+    labels_router,
+    canned_responses_router,
     realtime_router,
     jobs_router,
     audit_router,

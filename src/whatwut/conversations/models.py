@@ -155,24 +155,3 @@ class Attachment(IdMixin, TimestampMixin, Base):
     storage_key: Mapped[str | None] = mapped_column(String(512))
     external_url: Mapped[str | None] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64))
-
-
-class Label(IdMixin, TimestampMixin, Base):
-    __tablename__ = "labels"
-
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    title: Mapped[str] = mapped_column(String(64))
-    description: Mapped[str] = mapped_column(Text, default="")
-    color: Mapped[str] = mapped_column(String(16), default="#1f93ff")
-
-    __table_args__ = (UniqueConstraint("account_id", "title"),)
-
-
-class CannedResponse(IdMixin, TimestampMixin, Base):
-    __tablename__ = "canned_responses"
-
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    short_code: Mapped[str] = mapped_column(String(64))
-    content: Mapped[str] = mapped_column(Text)
-
-    __table_args__ = (UniqueConstraint("account_id", "short_code"),)

@@ -2,17 +2,12 @@
 
 from whatwut.accounts.models import AccessToken, Account, AccountUser, User
 from whatwut.audit.models import AuditLog
+from whatwut.canned_responses.models import CannedResponse
 from whatwut.contacts.models import Contact, ContactInbox
-from whatwut.conversations.models import (
-    Attachment,
-    CannedResponse,
-    Conversation,
-    ConversationRead,
-    Label,
-    Message,
-)
+from whatwut.conversations.models import Attachment, Conversation, ConversationRead, Message
 from whatwut.db.base import Base
 from whatwut.inboxes.models import Inbox, InboxMember
+from whatwut.labels.models import Label
 from whatwut.realtime.models import Event
 from whatwut.teams.models import Team, TeamMember
 

@@ -1,0 +1,1 @@
+"""The labels domain's logic (no HTTP; callers own the transaction)."""
