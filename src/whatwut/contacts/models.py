@@ -47,6 +47,14 @@ class Contact(IdMixin, TimestampMixin, Base):
             postgresql_where=text("email IS NOT NULL"),
         ),
         Index("ix_contacts_search_tsv", "search_tsv", postgresql_using="gin"),
+        # The two list orders (see ``contacts.service.list_contacts``), keyset-paginated.
+        Index(
+            "ix_contacts_account_activity",
+            "account_id",
+            text("coalesce(last_activity_at, created_at) DESC"),
+            text("id DESC"),
+        ),
+        Index("ix_contacts_account_name", "account_id", text("lower(name)"), "id"),
     )
 
 

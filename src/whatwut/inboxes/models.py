@@ -7,10 +7,12 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from whatwut.db.base import Base, IdMixin, TimestampMixin
 
 CHANNEL_TYPES = ("api", "whatsapp_cloud", "whatsapp_web", "whatsapp_sandbox")
+RESOLVED_POLICIES = ("reopen", "new")
 
 
 class Inbox(IdMixin, TimestampMixin, Base):
@@ -41,6 +44,14 @@ class Inbox(IdMixin, TimestampMixin, Base):
         CheckConstraint(f"channel_type IN {CHANNEL_TYPES}", name="channel_type"),
         CheckConstraint("resolved_policy IN ('reopen', 'new')", name="resolved_policy"),
         UniqueConstraint("account_id", "name"),
+        # Meta routes every webhook by ``metadata.phone_number_id``: one inbox per number, across
+        # all accounts, or a customer's message could land in someone else's account.
+        Index(
+            "uq_inboxes_cloud_phone_number_id",
+            text("(settings ->> 'phone_number_id')"),
+            unique=True,
+            postgresql_where=text("channel_type = 'whatsapp_cloud'"),
+        ),
     )
 
 

@@ -120,7 +120,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_contacts_account_id_accounts'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contacts'))
     )
+    op.create_index('ix_contacts_account_activity', 'contacts', ['account_id', sa.literal_column('coalesce(last_activity_at, created_at) DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_contacts_account_id_id', 'contacts', ['account_id', 'id'], unique=False)
+    op.create_index('ix_contacts_account_name', 'contacts', ['account_id', sa.literal_column('lower(name)'), 'id'], unique=False)
     op.create_index('ix_contacts_search_tsv', 'contacts', ['search_tsv'], unique=False, postgresql_using='gin')
     op.create_index('uq_contacts_account_email', 'contacts', ['account_id', sa.literal_column('lower(email)')], unique=True, postgresql_where=sa.text('email IS NOT NULL'))
     op.create_index('uq_contacts_account_phone', 'contacts', ['account_id', 'phone_number'], unique=True, postgresql_where=sa.text('phone_number IS NOT NULL'))
@@ -156,6 +158,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('account_id', 'name', name=op.f('uq_inboxes_account_id'))
     )
     op.create_index(op.f('ix_inboxes_account_id'), 'inboxes', ['account_id'], unique=False)
+    op.create_index('uq_inboxes_cloud_phone_number_id', 'inboxes', [sa.literal_column("(settings ->> 'phone_number_id')")], unique=True, postgresql_where=sa.text("channel_type = 'whatsapp_cloud'"))
     op.create_table('labels',
     sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('title', sa.String(length=64), nullable=False),
@@ -343,6 +346,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_teams_account_id'), table_name='teams')
     op.drop_table('teams')
     op.drop_table('labels')
+    op.drop_index('uq_inboxes_cloud_phone_number_id', table_name='inboxes', postgresql_where=sa.text("channel_type = 'whatsapp_cloud'"))
     op.drop_index(op.f('ix_inboxes_account_id'), table_name='inboxes')
     op.drop_table('inboxes')
     op.drop_index('ix_events_account_id_id', table_name='events')
@@ -350,7 +354,9 @@ def downgrade() -> None:
     op.drop_index('uq_contacts_account_phone', table_name='contacts', postgresql_where=sa.text('phone_number IS NOT NULL'))
     op.drop_index('uq_contacts_account_email', table_name='contacts', postgresql_where=sa.text('email IS NOT NULL'))
     op.drop_index('ix_contacts_search_tsv', table_name='contacts', postgresql_using='gin')
+    op.drop_index('ix_contacts_account_name', table_name='contacts')
     op.drop_index('ix_contacts_account_id_id', table_name='contacts')
+    op.drop_index('ix_contacts_account_activity', table_name='contacts')
     op.drop_table('contacts')
     op.drop_table('canned_responses')
     op.drop_index('ix_audit_logs_account_created', table_name='audit_logs')
