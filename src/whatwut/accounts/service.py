@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from whatwut.accounts.models import AccessToken, Account, AccountUser, User
-from whatwut.kit.errors import Conflict, InvalidInput, NotAuthenticated
+from whatwut.accounts.models import AVAILABILITY, ROLES, AccessToken, Account, AccountUser, User
+from whatwut.audit import service as audit
+from whatwut.kit.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, NotPermitted
+from whatwut.kit.pagination import decode_cursor, encode_cursor
+from whatwut.realtime import service as realtime
 from whatwut.security.passwords import hash_password, verify_password
 from whatwut.security.tokens import hash_token, new_csrf_token, new_token
 
@@ -39,8 +43,6 @@ async def create_account(session: AsyncSession, name: str) -> Account:
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
-    from sqlalchemy import func
-
     return (
         await session.execute(select(User).where(func.lower(User.email) == email.strip().lower()))
     ).scalar_one_or_none()
@@ -170,3 +172,415 @@ async def create_admin(
         user.password_hash = hash_password(password)
     await add_member(session, account, user, "administrator")
     return account, user
+
+
+# --- pagination -----------------------------------------------------------------------------
+
+
+def _after_id(cursor: str | None) -> int | None:
+    """The id a keyset cursor points past; a cursor we did not issue is a 422 on ``cursor``."""
+    if not cursor:
+        return None
+    (value,) = decode_cursor(cursor, 1)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput("cursor is not valid; use meta.next_cursor as given", field="cursor")
+    return value
+
+
+def _next_cursor(ids: Sequence[int], limit: int) -> str | None:
+    return encode_cursor(ids[limit - 1]) if len(ids) > limit else None
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+
+async def get_account(session: AsyncSession, account_id: int) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound("account not found")
+    return account
+
+
+async def update_account(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    actor_user_id: int | None,
+    name: str | None = None,
+    locale: str | None = None,
+) -> Account:
+    account = await get_account(session, account_id)
+    changes: dict[str, object] = {}
+    if name is not None and name != account.name:
+        if not name.strip():
+            raise InvalidInput("account name must not be empty", field="name")
+        if await get_account_by_name(session, name) is not None:
+            raise Conflict(f"an account named {name!r} already exists", field="name")
+        changes["name"] = [account.name, name]
+        account.name = name
+    if locale is not None and locale != account.locale:
+        changes["locale"] = [account.locale, locale]
+        account.locale = locale
+    if changes:
+        await session.flush()
+        await audit.record(
+            session, account.id, actor_user_id, "account.updated", "account", account.id, changes
+        )
+    return account
+
+
+async def memberships_of(session: AsyncSession, user_id: int) -> Sequence[tuple[Account, AccountUser]]:
+    """Every account the user belongs to, with the membership (role and presence) in it."""
+    rows = await session.execute(
+        select(Account, AccountUser)
+        .join(AccountUser, AccountUser.account_id == Account.id)
+        .where(AccountUser.user_id == user_id)
+        .order_by(Account.id)
+    )
+    return [(account, membership) for account, membership in rows.all()]
+
+
+async def set_availability(session: AsyncSession, membership: AccountUser, availability: str) -> AccountUser:
+    """Change a member's presence in one account and tell the account's open inboxes."""
+    if availability not in AVAILABILITY:
+        raise InvalidInput(f"availability must be one of {', '.join(AVAILABILITY)}", field="availability")
+    if membership.availability != availability:
+        membership.availability = availability
+        membership.availability_changed_at = _now()
+        await session.flush()
+        await realtime.publish(
+            session,
+            membership.account_id,
+            "presence.updated",
+            {"user_id": membership.user_id, "availability": availability},
+        )
+    return membership
+
+
+# --- account members ("agents") ---------------------------------------------------------------
+
+
+async def list_members(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    cursor: str | None = None,
+    limit: int = 25,
+    user_ids: Iterable[int] | None = None,
+    include_bots: bool = False,
+) -> tuple[Sequence[tuple[User, AccountUser]], str | None]:
+    """A page of the account's members by user id, optionally only ``user_ids``."""
+    query = (
+        select(User, AccountUser)
+        .join(AccountUser, AccountUser.user_id == User.id)
+        .where(AccountUser.account_id == account_id)
+    )
+    if not include_bots:
+        query = query.where(User.is_bot.is_(False))
+    if user_ids is not None:
+        query = query.where(User.id.in_(list(user_ids)))
+    after = _after_id(cursor)
+    if after is not None:
+        query = query.where(User.id > after)
+    rows = [(u, m) for u, m in (await session.execute(query.order_by(User.id).limit(limit + 1))).all()]
+    return rows[:limit], _next_cursor([u.id for u, _ in rows], limit)
+
+
+async def member_ids(session: AsyncSession, account_id: int, user_ids: Iterable[int]) -> set[int]:
+    """Which of ``user_ids`` are members of the account (other domains check assignees with this)."""
+    wanted = list(set(user_ids))
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(AccountUser.user_id).where(
+            AccountUser.account_id == account_id, AccountUser.user_id.in_(wanted)
+        )
+    )
+    return set(rows.scalars().all())
+
+
+async def _lock_account(session: AsyncSession, account_id: int) -> Account:
+    """Serialise membership changes of one account, so two admins can't demote each other at once."""
+    account = (
+        await session.execute(select(Account).where(Account.id == account_id).with_for_update())
+    ).scalar_one_or_none()
+    if account is None:
+        raise NotFound("account not found")
+    return account
+
+
+async def _human_member(session: AsyncSession, account_id: int, user_id: int) -> tuple[User, AccountUser]:
+    row = (
+        await session.execute(
+            select(User, AccountUser)
+            .join(AccountUser, AccountUser.user_id == User.id)
+            .where(AccountUser.account_id == account_id, User.id == user_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound("agent not found in this account", field="user_id")
+    user, membership = row[0], row[1]
+    if user.is_bot:
+        raise NotFound(
+            "agent not found in this account (API key bots are managed under api_keys)", field="user_id"
+        )
+    return user, membership
+
+
+async def _ensure_another_admin(session: AsyncSession, account_id: int, user_id: int) -> None:
+    others = await session.scalar(
+        select(func.count())
+        .select_from(AccountUser)
+        .join(User, User.id == AccountUser.user_id)
+        .where(
+            AccountUser.account_id == account_id,
+            AccountUser.role == "administrator",
+            AccountUser.user_id != user_id,
+            User.is_bot.is_(False),
+        )
+    )
+    if not others:
+        raise Conflict(
+            "an account needs at least one administrator; promote someone else first", field="user_id"
+        )
+
+
+async def invite_agent(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    actor_user_id: int | None,
+    email: str,
+    name: str,
+    role: str,
+    password: str | None = None,
+) -> tuple[User, AccountUser, str | None]:
+    """Add a person to the account, creating their user when new.
+
+    Returns the generated password when one was made (shown once). An existing user keeps
+    their own password: an administrator of one account must not reset a sign-in shared with others.
+    """
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    account = await _lock_account(session, account_id)
+    generated: str | None = None
+    user = await get_user_by_email(session, email)
+    if user is None:
+        if password is None:
+            generated = password = secrets.token_urlsafe(12)
+        user = await create_user(session, email=email, name=name, password=password)
+    else:
+        if user.is_bot:
+            raise Conflict("this email belongs to a bot", field="email")
+        if await get_membership(session, account_id, user.id) is not None:
+            raise Conflict(f"{email} is already a member of this account", field="email")
+        if password is not None:
+            raise Conflict(
+                f"{email} already has a WhatWut sign-in and keeps its password; omit password",
+                field="password",
+            )
+    membership = await add_member(session, account, user, role)
+    await audit.record(
+        session,
+        account_id,
+        actor_user_id,
+        "agent.added",
+        "user",
+        user.id,
+        {"email": user.email, "role": role},
+    )
+    return user, membership, generated
+
+
+async def change_role(
+    session: AsyncSession, account_id: int, user_id: int, role: str, *, actor_user_id: int | None
+) -> tuple[User, AccountUser]:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    await _lock_account(session, account_id)
+    user, membership = await _human_member(session, account_id, user_id)
+    if membership.role != role:
+        if membership.role == "administrator":
+            await _ensure_another_admin(session, account_id, user_id)
+        await audit.record(
+            session,
+            account_id,
+            actor_user_id,
+            "agent.role_changed",
+            "user",
+            user.id,
+            {"role": [membership.role, role]},
+        )
+        membership.role = role
+        await session.flush()
+    return user, membership
+
+
+async def remove_agent(
+    session: AsyncSession, account_id: int, user_id: int, *, actor_user_id: int | None
+) -> None:
+    """End a person's membership (their user and their history stay)."""
+    await _lock_account(session, account_id)
+    user, membership = await _human_member(session, account_id, user_id)
+    if membership.role == "administrator":
+        await _ensure_another_admin(session, account_id, user_id)
+    await session.delete(membership)
+    await audit.record(
+        session,
+        account_id,
+        actor_user_id,
+        "agent.removed",
+        "user",
+        user.id,
+        {"email": user.email, "role": membership.role},
+    )
+    await session.flush()
+
+
+# --- personal access tokens -------------------------------------------------------------------
+
+
+def _ttl(expires_in_days: int | None) -> timedelta | None:
+    return timedelta(days=expires_in_days) if expires_in_days else None
+
+
+async def create_personal_token(
+    session: AsyncSession, user: User, *, name: str, expires_in_days: int | None = None
+) -> tuple[AccessToken, str]:
+    if not name.strip():
+        raise InvalidInput("name must not be empty", field="name")
+    return await issue_token(
+        session, user, kind="personal", name=name, ttl=_ttl(expires_in_days), created_by_id=user.id
+    )
+
+
+async def list_personal_tokens(
+    session: AsyncSession, user_id: int, *, cursor: str | None = None, limit: int = 25
+) -> tuple[Sequence[AccessToken], str | None]:
+    """The user's personal access tokens, newest first (revoked ones too, marked as such)."""
+    query = select(AccessToken).where(AccessToken.user_id == user_id, AccessToken.kind == "personal")
+    before = _after_id(cursor)
+    if before is not None:
+        query = query.where(AccessToken.id < before)
+    rows = (await session.execute(query.order_by(AccessToken.id.desc()).limit(limit + 1))).scalars().all()
+    return rows[:limit], _next_cursor([t.id for t in rows], limit)
+
+
+async def revoke_personal_token(session: AsyncSession, user_id: int, token_id: int) -> AccessToken:
+    token = (
+        await session.execute(
+            select(AccessToken).where(
+                AccessToken.id == token_id, AccessToken.user_id == user_id, AccessToken.kind == "personal"
+            )
+        )
+    ).scalar_one_or_none()
+    if token is None:
+        raise NotFound("access token not found", field="token_id")
+    if token.revoked_at is None:
+        await revoke_token(session, token)
+    return token
+
+
+# --- account API keys -------------------------------------------------------------------------
+
+
+async def create_api_key(
+    session: AsyncSession,
+    account_id: int,
+    *,
+    actor_user_id: int | None,
+    name: str,
+    role: str = "agent",
+    expires_in_days: int | None = None,
+) -> tuple[AccessToken, str, User]:
+    """A key that acts as a new bot member of the account, and of that account only."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}", field="role")
+    if not name.strip():
+        raise InvalidInput("name must not be empty", field="name")
+    account = await get_account(session, account_id)
+    bot = User(
+        email=f"bot-{secrets.token_hex(8)}@bots.whatwut.invalid", name=name, password_hash=None, is_bot=True
+    )
+    session.add(bot)
+    await session.flush()
+    await add_member(session, account, bot, role)
+    token, raw = await issue_token(
+        session,
+        bot,
+        kind="api_key",
+        name=name,
+        account_id=account_id,
+        ttl=_ttl(expires_in_days),
+        created_by_id=actor_user_id,
+    )
+    await audit.record(
+        session,
+        account_id,
+        actor_user_id,
+        "api_key.created",
+        "api_key",
+        token.id,
+        {"name": name, "role": role, "prefix": token.prefix, "bot_user_id": bot.id},
+    )
+    return token, raw, bot
+
+
+async def list_api_keys(
+    session: AsyncSession, account_id: int, *, cursor: str | None = None, limit: int = 25
+) -> tuple[Sequence[tuple[AccessToken, str | None]], str | None]:
+    """The account's API keys, newest first, with the role of their bot (``None`` once revoked)."""
+    query = (
+        select(AccessToken, AccountUser.role)
+        .outerjoin(
+            AccountUser,
+            (AccountUser.user_id == AccessToken.user_id) & (AccountUser.account_id == AccessToken.account_id),
+        )
+        .where(AccessToken.account_id == account_id, AccessToken.kind == "api_key")
+    )
+    before = _after_id(cursor)
+    if before is not None:
+        query = query.where(AccessToken.id < before)
+    rows = [
+        (t, r)
+        for t, r in (await session.execute(query.order_by(AccessToken.id.desc()).limit(limit + 1))).all()
+    ]
+    return rows[:limit], _next_cursor([t.id for t, _ in rows], limit)
+
+
+async def revoke_api_key(
+    session: AsyncSession, account_id: int, key_id: int, *, actor_user_id: int | None
+) -> AccessToken:
+    """Revoke the key and end its bot's membership; the bot user stays as the author of its history."""
+    token = (
+        await session.execute(
+            select(AccessToken).where(
+                AccessToken.id == key_id, AccessToken.account_id == account_id, AccessToken.kind == "api_key"
+            )
+        )
+    ).scalar_one_or_none()
+    if token is None:
+        raise NotFound("API key not found", field="api_key_id")
+    if token.revoked_at is None:
+        await revoke_token(session, token)
+        await session.execute(
+            delete(AccountUser).where(
+                AccountUser.account_id == account_id, AccountUser.user_id == token.user_id
+            )
+        )
+        await audit.record(
+            session,
+            account_id,
+            actor_user_id,
+            "api_key.revoked",
+            "api_key",
+            token.id,
+            {"name": token.name, "prefix": token.prefix},
+        )
+    return token
+
+
+def require_session(token: AccessToken) -> None:
+    """Credentials are managed from a sign-in session, so a leaked token can't mint more of itself."""
+    if token.kind != "session":
+        raise NotPermitted("sign in to manage personal access tokens; a token cannot manage tokens")
