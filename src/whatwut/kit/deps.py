@@ -29,4 +29,7 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Context = Annotated[AppContext, Depends(get_context)]
-DbSession = Annotated[AsyncSession, Depends(get_db_session)]
+#: ``scope="function"`` commits before the response is sent: with FastAPI's default ("request")
+#: the commit runs after the client already has its answer, so its next request could miss the
+#: write, and a failing commit could no longer turn into an error response.
+DbSession = Annotated[AsyncSession, Depends(get_db_session, scope="function")]
