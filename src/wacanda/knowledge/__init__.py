@@ -1,0 +1,1 @@
+"""Wacanda's knowledge base: parsing, chunking, embeddings and search."""

