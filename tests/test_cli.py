@@ -1,0 +1,148 @@
+"""The real ``whatwut`` command, run as a subprocess: migrate, create-admin, and DATABASE_URL.
+
+``DATABASE_URL`` decides the database: the last test starts a second embedded PostgreSQL and
+shows that the command's rows land there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.script import ScriptDirectory
+
+from tests.support import unique
+from whatwut.db.embedded import libpq_url, start_embedded, stop_embedded
+from whatwut.db.migrate import alembic_config
+
+WHATWUT = str(Path(sys.executable).parent / "whatwut")
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def run_cli(*args: str, database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "WHATWUT_DATA_DIR": str(data_dir),
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+    }
+    return subprocess.run([WHATWUT, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    return " ".join((result.stdout + result.stderr).split())
+
+
+def counts(conn: psycopg.Connection[Any], email: str, account: str) -> tuple[int, int]:
+    users = conn.execute("SELECT count(*) FROM users WHERE email = %s", (email.lower(),)).fetchone()
+    accounts = conn.execute("SELECT count(*) FROM accounts WHERE name = %s", (account,)).fetchone()
+    assert users is not None and accounts is not None
+    return int(users[0]), int(accounts[0])
+
+
+def test_migrate_prints_the_revision(database_url: str, tmp_path: Path) -> None:
+    result = run_cli("migrate", database_url=database_url, data_dir=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert f"revision {HEAD}" in output(result)
+
+
+def test_migrate_accepts_the_plain_libpq_url_form(database_url: str, tmp_path: Path) -> None:
+    result = run_cli("migrate", database_url=libpq_url(database_url), data_dir=tmp_path)
+    assert result.returncode == 0, output(result)
+    assert HEAD in output(result)
+
+
+def test_migrate_rejects_a_url_that_is_not_postgresql(tmp_path: Path) -> None:
+    result = run_cli("migrate", database_url="mysql://root@localhost/db", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "postgresql://" in output(result)
+
+
+def test_create_admin_creates_the_account_then_joins_it(
+    database_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    account = unique("Acme")
+    first, second = f"{unique('boss')}@example.com", f"{unique('deputy')}@example.com"
+    result = run_cli(
+        "create-admin", "--email", first, "--password", "s3cret-pass", "--account", account,
+        database_url=database_url, data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    assert first in output(result) and account in output(result)
+    joined = run_cli(
+        "create-admin", "--email", second, "--password", "another-pass", "--account", account,
+        database_url=database_url, data_dir=tmp_path,
+    )  # fmt: skip
+    assert joined.returncode == 0, output(joined)
+    rows = db_conn.execute(
+        "SELECT u.email, m.role FROM accounts a JOIN account_users m ON m.account_id = a.id"
+        " JOIN users u ON u.id = m.user_id WHERE a.name = %s ORDER BY u.id",
+        (account,),
+    ).fetchall()
+    assert rows == [(first, "administrator"), (second, "administrator")]
+    assert counts(db_conn, first, account) == (1, 1)
+    hashed = db_conn.execute("SELECT password_hash FROM users WHERE email = %s", (first,)).fetchone()
+    assert hashed is not None and hashed[0].startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("not-an-email", "long-enough-pass", "--email"),
+        ("someone@", "long-enough-pass", "--email"),
+        ("short@example.com", "short", "at least 8 characters"),
+    ],
+)
+def test_create_admin_bad_input_exits_2_with_a_clear_message_and_writes_nothing(
+    database_url: str,
+    db_conn: psycopg.Connection[Any],
+    tmp_path: Path,
+    email: str,
+    password: str,
+    message: str,
+) -> None:
+    account = unique("Nope")
+    result = run_cli(
+        "create-admin", "--email", email, "--password", password, "--account", account,
+        database_url=database_url, data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, output(result)
+    assert "error" in output(result) and message in output(result)
+    assert "Traceback" not in output(result)
+    assert counts(db_conn, email, account) == (0, 0)
+
+
+def test_database_url_points_every_command_at_that_server(
+    database_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    second_dir = tmp_path / "second-server"
+    second_url = start_embedded(second_dir)
+    try:
+        app_dir = tmp_path / "app"
+        migrated = run_cli("migrate", database_url=second_url, data_dir=app_dir)
+        assert migrated.returncode == 0, output(migrated)
+        assert HEAD in output(migrated)
+        email, account = f"{unique('elsewhere')}@example.com", unique("Elsewhere")
+        created = run_cli(
+            "create-admin", "--email", email, "--password", "elsewhere-pass", "--account", account,
+            database_url=second_url, data_dir=app_dir,
+        )  # fmt: skip
+        assert created.returncode == 0, output(created)
+        with psycopg.connect(second_url, autocommit=True) as second:
+            data_directory = second.execute("SHOW data_directory").fetchone()
+            assert data_directory is not None and str(second_dir.resolve()) in str(data_directory[0])
+            assert second.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD,)
+            assert counts(second, email, account) == (1, 1)
+        assert counts(db_conn, email, account) == (0, 0)
+        module_dir = db_conn.execute("SHOW data_directory").fetchone()
+        assert module_dir is not None and str(second_dir.resolve()) not in str(module_dir[0])
+        assert not (app_dir / "pgdata").exists()  # no embedded server was started for the commands
+    finally:
+        stop_embedded(second_dir)
