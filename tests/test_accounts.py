@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -145,6 +146,10 @@ def test_browser_sign_in_bad_input_is_problem_and_sets_no_cookie(
         422,
         field="remember",
     )
+    surrogate = json.dumps({"email": actor.email, "password": "\ud800"})  # JSON may escape one
+    for path in ("/auth/session", "/api/v1/auth/login"):
+        response = client.post(path, content=surrogate, headers={"content-type": "application/json"})
+        assert_problem(response, 422, field="password")
     assert not client.cookies
 
 
@@ -316,9 +321,13 @@ def test_adding_an_agent_with_bad_input_writes_nothing(
         ({"email": "ok@example.com", "name": "X", "password": "short"}, "password"),
         ({"email": "ok@example.com", "name": ""}, "name"),
         ({"email": "ok@example.com", "name": "X", "admin": True}, "admin"),
+        ({"email": "ok@example.com", "name": "nul\u0000"}, "name"),
+        ({"email": "ok@example.com", "name": "X", "password": "\ud800-long-password"}, "password"),
     ]
+    json_headers = {**admin.headers, "content-type": "application/json"}
     for body, field in bad_bodies:
-        assert_problem(client.post(admin.path("agents"), json=body, headers=admin.headers), 422, field=field)
+        response = client.post(admin.path("agents"), content=json.dumps(body), headers=json_headers)
+        assert_problem(response, 422, field=field)
     assert db_conn.execute("SELECT count(*) FROM users WHERE email = 'ok@example.com'").fetchone() == (0,)
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import EmailStr, Field
 
 from whatwut.kit.schemas import Input, Output
+from whatwut.kit.text import PlainText
 
 Role = Literal["administrator", "agent"]
 Availability = Literal["online", "busy", "offline"]
@@ -17,7 +18,7 @@ LOCALE_PATTERN = r"^[a-z]{2,3}([_-][A-Za-z0-9]{2,4})?$"
 
 class LoginRequest(Input):
     email: EmailStr
-    password: str = Field(min_length=1, max_length=1024)
+    password: PlainText = Field(min_length=1, max_length=1024)
 
 
 class AccountSummary(Output):
@@ -64,7 +65,7 @@ class AvailabilityUpdate(Input):
 
 
 class AccessTokenCreate(Input):
-    name: str = Field(min_length=1, max_length=255)
+    name: PlainText = Field(min_length=1, max_length=255)
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
 
@@ -85,7 +86,7 @@ class AccessTokenCreated(AccessTokenOut):
 
 
 class ApiKeyCreate(Input):
-    name: str = Field(min_length=1, max_length=255)
+    name: PlainText = Field(min_length=1, max_length=255)
     role: Role = "agent"
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
 
@@ -111,9 +112,9 @@ class AgentOut(Output):
 
 class AgentCreate(Input):
     email: EmailStr
-    name: str = Field(min_length=1, max_length=255)
+    name: PlainText = Field(min_length=1, max_length=255)
     role: Role = "agent"
-    password: str | None = Field(default=None, min_length=8, max_length=1024)
+    password: PlainText | None = Field(default=None, min_length=8, max_length=1024)
 
 
 class AgentCreated(AgentOut):
@@ -133,5 +134,5 @@ class AccountOut(Output):
 
 
 class AccountUpdate(Input):
-    name: str | None = Field(default=None, min_length=1, max_length=255)
+    name: PlainText | None = Field(default=None, min_length=1, max_length=255)
     locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)

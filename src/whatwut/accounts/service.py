@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from whatwut.accounts.models import AVAILABILITY, ROLES, AccessToken, Account, AccountUser, User
 from whatwut.audit import service as audit
 from whatwut.kit.errors import Conflict, InvalidInput, NotAuthenticated, NotFound, NotPermitted
+from whatwut.kit.integrity import unique_or_conflict
 from whatwut.kit.pagination import decode_cursor, encode_cursor
 from whatwut.realtime import service as realtime
 from whatwut.security.passwords import hash_password, verify_password
@@ -217,7 +218,10 @@ async def update_account(
         if await get_account_by_name(session, name) is not None:
             raise Conflict(f"an account named {name!r} already exists", field="name")
         changes["name"] = [account.name, name]
-        account.name = name
+        async with unique_or_conflict(
+            session, {"uq_accounts_name": ("name", f"an account named {name!r} already exists")}
+        ):
+            account.name = name
     if locale is not None and locale != account.locale:
         changes["locale"] = [account.locale, locale]
         account.locale = locale
@@ -368,7 +372,10 @@ async def invite_agent(
     if user is None:
         if password is None:
             generated = password = secrets.token_urlsafe(12)
-        user = await create_user(session, email=email, name=name, password=password)
+        async with unique_or_conflict(
+            session, {"uq_users_email_lower": ("email", f"a user with email {email!r} already exists")}
+        ):
+            user = await create_user(session, email=email, name=name, password=password)
     else:
         if user.is_bot:
             raise Conflict("this email belongs to a bot", field="email")

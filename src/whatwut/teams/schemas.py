@@ -7,17 +7,18 @@ from datetime import datetime
 from pydantic import Field
 
 from whatwut.kit.schemas import Input, Output
+from whatwut.kit.text import PlainText
 
 
 class TeamCreate(Input):
-    name: str = Field(min_length=1, max_length=255)
-    description: str = Field(default="", max_length=10_000)
+    name: PlainText = Field(min_length=1, max_length=255)
+    description: PlainText = Field(default="", max_length=10_000)
     allow_auto_assign: bool = True
 
 
 class TeamUpdate(Input):
-    name: str | None = Field(default=None, min_length=1, max_length=255)
-    description: str | None = Field(default=None, max_length=10_000)
+    name: PlainText | None = Field(default=None, min_length=1, max_length=255)
+    description: PlainText | None = Field(default=None, max_length=10_000)
     allow_auto_assign: bool | None = None
 
 

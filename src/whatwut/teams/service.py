@@ -15,6 +15,7 @@ from whatwut.accounts import service as accounts
 from whatwut.accounts.models import AccountUser, User
 from whatwut.audit import service as audit
 from whatwut.kit.errors import Conflict, InvalidInput, NotFound
+from whatwut.kit.integrity import unique_or_conflict
 from whatwut.kit.pagination import decode_cursor, encode_cursor
 from whatwut.teams.models import Team, TeamMember
 
@@ -51,6 +52,10 @@ async def list_teams(
     return rows[:limit], encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
 
 
+def _name_taken(name: str) -> dict[str, tuple[str, str]]:
+    return {"uq_teams_account_id": ("name", f"a team named {name!r} already exists in this account")}
+
+
 async def _ensure_name_free(
     session: AsyncSession, account_id: int, name: str, team_id: int | None = None
 ) -> None:
@@ -74,8 +79,8 @@ async def create_team(
     team = Team(
         account_id=account_id, name=name, description=description, allow_auto_assign=allow_auto_assign
     )
-    session.add(team)
-    await session.flush()
+    async with unique_or_conflict(session, _name_taken(name)):
+        session.add(team)
     await session.refresh(team)
     await audit.record(session, account_id, actor_user_id, "team.created", "team", team.id, {"name": name})
     return team
@@ -96,7 +101,8 @@ async def update_team(
     if name is not None and name != team.name:
         await _ensure_name_free(session, account_id, name, team.id)
         changes["name"] = [team.name, name]
-        team.name = name
+        async with unique_or_conflict(session, _name_taken(name)):
+            team.name = name
     if description is not None and description != team.description:
         changes["description"] = [team.description, description]
         team.description = description
