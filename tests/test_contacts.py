@@ -241,6 +241,13 @@ def test_merge_moves_identities_fills_gaps_and_deletes_the_other(
     )
     assert response.status_code == 201, response.text
 
+    # A conversation of the other contact (written directly: the conversations API is another domain's).
+    (conversation_id,) = db_conn.execute(
+        "INSERT INTO conversations (account_id, display_id, inbox_id, contact_id) VALUES (%s, 1, %s, %s)"
+        " RETURNING id",
+        (admin.account_id, inbox_id, other["id"]),
+    ).fetchone()  # type: ignore[misc]
+
     merged = client.post(
         admin.path(f"contacts/{base['id']}/merge"),
         json={"other_contact_id": other["id"]},
@@ -255,6 +262,10 @@ def test_merge_moves_identities_fills_gaps_and_deletes_the_other(
         admin.path(f"contacts/{base['id']}/contact_inboxes"), headers=admin.headers
     ).json()
     assert [(ci["inbox_id"], ci["source_id"]) for ci in identities["data"]] == [(inbox_id, "carla-web-1")]
+    moved = db_conn.execute(
+        "SELECT contact_id FROM conversations WHERE id = %s", (conversation_id,)
+    ).fetchone()
+    assert moved == (base["id"],)
     audit = db_conn.execute(
         "SELECT changes->>'merged_contact_id' FROM audit_logs"
         " WHERE action = 'contact.merged' AND subject_id = %s",

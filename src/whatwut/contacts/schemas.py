@@ -75,7 +75,7 @@ def check_custom_attributes(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Name = Annotated[PlainText, Field(max_length=255)]
-Identifier = Annotated[PlainText | None, BeforeValidator(_blank_to_none), Field(max_length=255)]
+Identifier = Annotated[Annotated[PlainText, Field(max_length=255)] | None, BeforeValidator(_blank_to_none)]
 Email = Annotated[str | None, BeforeValidator(_blank_to_none)]
 Phone = Annotated[str | None, BeforeValidator(_blank_to_none)]
 CustomAttributes = dict[str, Any]
