@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
@@ -14,6 +17,8 @@ from whatwut.context import AppContext
 from whatwut.conversations import service as conversations
 from whatwut.db.engine import transaction
 from whatwut.inboxes import service as inboxes
+
+T = TypeVar("T")
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -51,6 +56,16 @@ def page_csrf_header(html: str) -> str:
     return match.group(1)
 
 
+def run_in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run blocking setup (which starts its own event loop) off Playwright's running loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _run(live: LiveServer, work: Callable[[AppContext], Awaitable[T]]) -> T:
+    return run_in_thread(live.run, work)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Incoming:
     conversation_id: int
@@ -71,7 +86,7 @@ def add_inbox(live: LiveServer, account_id: int, name: str | None = None, channe
             )
             return inbox.id
 
-    return int(live.run(create))  # type: ignore[call-overload]
+    return _run(live, create)
 
 
 def customer_writes(
@@ -101,6 +116,4 @@ def customer_writes(
             assert message is not None
             return Incoming(message.conversation_id, message.id, contact.id)
 
-    result = live.run(record)
-    assert isinstance(result, Incoming)
-    return result
+    return _run(live, record)
