@@ -86,6 +86,8 @@ class Conversation(IdMixin, TimestampMixin, Base):
         ),
         Index("ix_conversations_inbox", "inbox_id", "status", text("last_activity_at DESC"), text("id DESC")),
         Index("ix_conversations_team", "team_id", "status", text("last_activity_at DESC"), text("id DESC")),
+        # ``status=all`` orders the whole account by activity: without this it sorts every row.
+        Index("ix_conversations_recent", "account_id", text("last_activity_at DESC"), text("id DESC")),
         Index("ix_conversations_labels", "labels", postgresql_using="gin"),
         Index("ix_conversations_snoozed", "snoozed_until", postgresql_where=text("status = 'snoozed'")),
     )
@@ -139,6 +141,13 @@ class Message(IdMixin, TimestampMixin, Base):
             postgresql_where=text("source_id IS NOT NULL"),
         ),
         Index("ix_messages_content_tsv", "content_tsv", postgresql_using="gin"),
+        # Unread counts (incoming after the reader's mark) as index-only scans, not heap visits.
+        Index(
+            "ix_messages_incoming",
+            "conversation_id",
+            "id",
+            postgresql_where=text("message_type = 'incoming'"),
+        ),
         Index("ix_messages_account_id", "account_id", text("id DESC")),
     )
 

@@ -257,6 +257,7 @@ def upgrade() -> None:
     op.create_index('ix_conversations_inbox', 'conversations', ['inbox_id', 'status', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_conversations_labels', 'conversations', ['labels'], unique=False, postgresql_using='gin')
     op.create_index('ix_conversations_list', 'conversations', ['account_id', 'status', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
+    op.create_index('ix_conversations_recent', 'conversations', ['account_id', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_conversations_snoozed', 'conversations', ['snoozed_until'], unique=False, postgresql_where=sa.text("status = 'snoozed'"))
     op.create_index('ix_conversations_team', 'conversations', ['team_id', 'status', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_table('conversation_reads',
@@ -297,6 +298,7 @@ def upgrade() -> None:
     op.create_index('ix_messages_account_id', 'messages', ['account_id', sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_messages_content_tsv', 'messages', ['content_tsv'], unique=False, postgresql_using='gin')
     op.create_index('ix_messages_conversation', 'messages', ['conversation_id', sa.literal_column('id DESC')], unique=False)
+    op.create_index('ix_messages_incoming', 'messages', ['conversation_id', 'id'], unique=False, postgresql_where=sa.text("message_type = 'incoming'"))
     op.create_index('uq_messages_inbox_source', 'messages', ['inbox_id', 'source_id'], unique=True, postgresql_where=sa.text('source_id IS NOT NULL'))
     op.create_table('attachments',
     sa.Column('account_id', sa.BigInteger(), nullable=False),
@@ -324,6 +326,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_attachments_message_id'), table_name='attachments')
     op.drop_table('attachments')
     op.drop_index('uq_messages_inbox_source', table_name='messages', postgresql_where=sa.text('source_id IS NOT NULL'))
+    op.drop_index('ix_messages_incoming', table_name='messages', postgresql_where=sa.text("message_type = 'incoming'"))
     op.drop_index('ix_messages_conversation', table_name='messages')
     op.drop_index('ix_messages_content_tsv', table_name='messages', postgresql_using='gin')
     op.drop_index('ix_messages_account_id', table_name='messages')
@@ -331,6 +334,7 @@ def downgrade() -> None:
     op.drop_table('conversation_reads')
     op.drop_index('ix_conversations_team', table_name='conversations')
     op.drop_index('ix_conversations_snoozed', table_name='conversations', postgresql_where=sa.text("status = 'snoozed'"))
+    op.drop_index('ix_conversations_recent', table_name='conversations')
     op.drop_index('ix_conversations_list', table_name='conversations')
     op.drop_index('ix_conversations_labels', table_name='conversations', postgresql_using='gin')
     op.drop_index('ix_conversations_inbox', table_name='conversations')
