@@ -288,3 +288,26 @@ def test_inbox_list_pages_with_a_cursor(live, client: httpx.Client) -> None:
     assert_problem(
         client.get(admin.path("inboxes"), params={"cursor": "!!"}, headers=admin.headers), 422, field="cursor"
     )
+
+
+def test_demo_seed_adds_website_inbox_labels_and_replies_once(live, client: httpx.Client) -> None:
+    from whatwut.context import AppContext
+    from whatwut.db.engine import transaction
+    from whatwut.demo import seed
+
+    admin = new_account(live, client)
+
+    async def run(context: AppContext) -> None:
+        for _ in range(2):
+            async with transaction(context.sessionmaker) as session:
+                await seed.seed_demo_account(session, context, admin.account_id)
+
+    live.run(run)
+    inboxes = client.get(admin.path("inboxes"), headers=admin.headers).json()["data"]
+    assert [(i["name"], i["channel_type"]) for i in inboxes] == [("Website", "api")]
+    members = client.get(admin.path(f"inboxes/{inboxes[0]['id']}/members"), headers=admin.headers).json()
+    assert [m["id"] for m in members["data"]] == [admin.user_id]
+    labels = client.get(admin.path("labels"), headers=admin.headers).json()["data"]
+    assert [x["title"] for x in labels] == ["billing", "shipping", "vip"]
+    canned = client.get(admin.path("canned_responses"), headers=admin.headers).json()["data"]
+    assert [c["short_code"] for c in canned] == ["hello", "thanks"]

@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from whatwut.accounts import service as accounts
+from whatwut.canned_responses import service as canned_responses
+from whatwut.canned_responses.schemas import CannedResponseCreate
 from whatwut.context import AppContext
+from whatwut.inboxes import service as inboxes
+from whatwut.kit.errors import Conflict
+from whatwut.labels import service as labels
+from whatwut.labels.schemas import LabelCreate
+
+DEMO_LABELS = (
+    ("billing", "#f5a623", "Payments, invoices and refunds"),
+    ("shipping", "#4a90e2", "Deliveries and tracking"),
+    ("vip", "#d0021b", "Customers who get priority"),
+)
+DEMO_CANNED_RESPONSES = (
+    ("hello", "Hi! Thanks for reaching out. How can I help you today?"),
+    ("thanks", "Thank you for contacting us. Have a great day!"),
+)
 
 
 async def seed_demo_account(session: AsyncSession, context: AppContext, account_id: int) -> None:
     """Add the demo's inboxes, agents and sample conversations (each domain adds its part)."""
-    del session, context, account_id
+    await _seed_website_inbox_labels_and_replies(session, context, account_id)
+
+
+async def _seed_website_inbox_labels_and_replies(
+    session: AsyncSession, context: AppContext, account_id: int
+) -> None:
+    """An API inbox "Website" with the account's administrators as members, three labels and
+    two canned responses. Whatever already exists (by name) is left as it is."""
+    inbox = await inboxes.find_inbox_by_name(session, account_id, "Website")
+    if inbox is None:
+        inbox = await inboxes.add_inbox(
+            session, context, account_id, name="Website", channel_type="api", settings={}
+        )
+    members, _ = await accounts.list_members(session, account_id, limit=100)
+    admins = {user.id for user, membership in members if membership.role == "administrator"}
+    current = set(await inboxes.inbox_member_ids(session, inbox.id))
+    if not admins <= current:
+        await inboxes.set_members(session, account_id, inbox.id, current | admins, actor_user_id=None)
+    for title, color, description in DEMO_LABELS:
+        with suppress(Conflict):  # seeded before
+            await labels.create_label(
+                session,
+                account_id,
+                LabelCreate(title=title, color=color, description=description),
+                actor_user_id=None,
+            )
+    for short_code, content in DEMO_CANNED_RESPONSES:
+        with suppress(Conflict):  # seeded before
+            await canned_responses.create_canned_response(
+                session,
+                account_id,
+                CannedResponseCreate(short_code=short_code, content=content),
+                actor_user_id=None,
+            )

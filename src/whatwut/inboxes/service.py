@@ -132,6 +132,12 @@ async def list_inboxes(
     return rows[:limit], next_cursor
 
 
+async def find_inbox_by_name(session: AsyncSession, account_id: int, name: str) -> Inbox | None:
+    return (
+        await session.execute(select(Inbox).where(Inbox.account_id == account_id, Inbox.name == name))
+    ).scalar_one_or_none()
+
+
 async def find_cloud_inbox(session: AsyncSession, phone_number_id: str) -> Inbox | None:
     """The Cloud API inbox of a Meta ``phone_number_id``, in whichever account (webhook routing)."""
     return (
