@@ -231,8 +231,12 @@ def _title_from_filename(filename: str) -> str:
 
 
 def _clean(text: str) -> str:
-    """Collapse runs of spaces inside lines and drop blank-line noise, keeping line breaks."""
-    lines = [" ".join(line.split()) for line in text.split("\n")]
+    """Collapse runs of spaces inside lines and blank-line noise, keeping line breaks and indents."""
+    lines = []
+    for line in text.split("\n"):
+        words = line.split()
+        indent = min(len(line) - len(line.lstrip()), 8) if words else 0  # nesting of lists
+        lines.append(" " * indent + " ".join(words))
     paragraphs: list[list[str]] = [[]]
     for line in lines:
         if line:
@@ -401,7 +405,7 @@ def _parse_docx(data: bytes, fallback_title: str, limits: ParseLimits) -> Parsed
 
 def _docx_heading_level(style: str) -> int | None:
     if style == "Title":
-        return 1
+        return 0
     if style.startswith("Heading"):
         suffix = style.removeprefix("Heading").strip()
         return int(suffix) if suffix.isdigit() else 1

