@@ -24,6 +24,7 @@ from whatwut.labels.api import router as labels_router
 from whatwut.realtime.api import router as realtime_router
 from whatwut.settings import Settings, get_settings
 from whatwut.teams.api import router as teams_router
+from whatwut.web import install_web
 
 API_ROUTERS = (
     accounts_router,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.include_router(health_router)
     for router in API_ROUTERS:
         app.include_router(router)
+    install_web(app)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, upload_max_bytes=settings.max_upload_bytes
     )

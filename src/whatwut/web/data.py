@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.accounts import service as accounts
+from whatwut.canned_responses import service as canned
 from whatwut.contacts import service as contacts
 from whatwut.conversations import service as conversations
 from whatwut.conversations.schemas import ConversationOut, CreateMessage, MessageOut
 from whatwut.inboxes import service as inboxes
 from whatwut.kit.errors import InvalidInput, NotFound
+from whatwut.labels import service as labels
 from whatwut.web.filters import Filters
 from whatwut.web.security import PageMember, PageNotFound
 from whatwut.web.views import (
@@ -71,14 +73,14 @@ async def sidebar(session: AsyncSession, member: PageMember) -> Sidebar:
 
 
 async def _labels(session: AsyncSession, member: PageMember) -> list[LabelView]:
-    del session, member
-    return []
+    rows, _next = await labels.list_labels(session, member.account_id, limit=100)
+    return [LabelView(title=label.title, color=label.color) for label in rows]
 
 
 async def canned_responses(session: AsyncSession, member: PageMember) -> list[dict[str, str]]:
     """Short codes and texts for the composer's ``/`` menu."""
-    del session, member
-    return []
+    rows, _next = await canned.list_canned_responses(session, member.account_id, limit=100)
+    return [{"short_code": row.short_code, "content": row.content} for row in rows]
 
 
 def _service_filters(filters: Filters) -> conversations.ConversationFilters:

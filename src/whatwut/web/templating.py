@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
+import phonenumbers
 from fastapi.templating import Jinja2Templates
 
 WEB_DIR = Path(__file__).parent
@@ -60,4 +61,15 @@ def iso(moment: datetime | None) -> str:
     return _aware(moment).isoformat() if moment else ""
 
 
-templates.env.filters.update(ago=ago, clock=clock, day=day, initials=initials, hue=hue, iso=iso)
+def phone(number: str | None) -> str:
+    """E.164 as people write it (``+34 612 34 56 78``); anything unparsable is shown as stored."""
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+templates.env.filters.update(ago=ago, clock=clock, day=day, initials=initials, hue=hue, iso=iso, phone=phone)
