@@ -360,3 +360,47 @@ def test_static_assets_are_served_from_the_app_not_a_cdn(browser: httpx.Client) 
         response = browser.get(asset)
         assert response.status_code == 200, f"{asset} is missing: run `make setup`"
         assert len(response.content) > 500
+
+
+def test_labels_are_added_and_removed_from_the_header(
+    live: LiveServer, client: httpx.Client, browser: httpx.Client, admin: Actor
+) -> None:
+    created = client.post(
+        admin.path("labels"), json={"title": "refund", "color": "#f59e0b"}, headers=admin.headers
+    )
+    assert created.status_code == 201, created.text
+    inbox_id = add_inbox(live, admin.account_id)
+    incoming = customer_writes(live, admin.account_id, inbox_id, "I want my money back")
+    _signed_in(browser, admin)
+    page_url = f"{_inbox_url(admin)}/{incoming.conversation_id}"
+    page = browser.get(page_url)
+    assert '<option value="refund">refund</option>' in page.text  # offered in the "+ Label" menu
+    headers = HTMX | {"X-CSRF-Token": page_csrf_header(page.text)}
+    added = browser.post(f"{page_url}/labels", data={"add": "refund"}, headers=headers)
+    assert added.status_code == 200
+    assert 'title="Remove label refund"' in added.text
+    assert "added refund" in added.text  # the activity line, swapped in out of band
+    listing = browser.get(f"{_inbox_url(admin)}/list?label=refund")
+    assert f'id="conversation-item-{incoming.conversation_id}"' in listing.text
+    removed = browser.post(f"{page_url}/labels", data={"remove": "refund"}, headers=headers)
+    assert 'title="Remove label refund"' not in removed.text
+    unknown = browser.post(f"{page_url}/labels", data={"add": "Not A Label!"}, headers=headers)
+    assert unknown.status_code == 422
+
+
+def test_canned_responses_reach_the_composer(
+    live: LiveServer, client: httpx.Client, browser: httpx.Client, admin: Actor
+) -> None:
+    created = client.post(
+        admin.path("canned_responses"),
+        json={"short_code": "hours", "content": "We answer 8:00-20:00 <every day>"},
+        headers=admin.headers,
+    )
+    assert created.status_code == 201, created.text
+    inbox_id = add_inbox(live, admin.account_id)
+    incoming = customer_writes(live, admin.account_id, inbox_id, "when are you open?")
+    _signed_in(browser, admin)
+    html = browser.get(f"{_inbox_url(admin)}/{incoming.conversation_id}").text
+    data = html.split('id="canned-data">', 1)[1].split("</script>", 1)[0]
+    assert '"short_code": "hours"' in data
+    assert "<every day>" not in data  # JSON inside <script> is escaped, so it cannot close the tag

@@ -138,3 +138,48 @@ def test_private_note_and_resolve_update_the_open_conversation(
     page.locator("#resolve-button").click()
     expect(page.locator("#reopen-button")).to_be_visible()
     expect(page.locator("#messages .msg-activity", has_text="marked resolved")).to_be_visible()
+
+
+def test_slash_short_code_inserts_a_canned_response(
+    page: Page, live: LiveServer, agent: Actor, client: httpx.Client
+) -> None:
+    created = client.post(
+        agent.path("canned_responses"),
+        json={"short_code": "thanks", "content": "Thanks for writing to us!"},
+        headers=agent.headers,
+    )
+    assert created.status_code == 201, created.text
+    inbox_id = add_inbox(live, agent.account_id)
+    incoming = customer_writes(live, agent.account_id, inbox_id, "hello", phone="+14155550124")
+
+    _sign_in(page, live, agent)
+    page.goto(f"{live.url}/app/accounts/{agent.account_id}/conversations/{incoming.conversation_id}")
+    box = page.locator("#reply-content")
+    box.press_sequentially("/tha")
+    menu = page.locator("#canned-menu")
+    expect(menu).to_be_visible()
+    expect(menu).to_contain_text("/thanks")
+    box.press("Enter")
+    expect(box).to_have_value("Thanks for writing to us!")
+    expect(menu).to_be_hidden()
+
+
+def test_a_change_made_elsewhere_updates_the_open_conversation_header(
+    page: Page, live: LiveServer, agent: Actor, client: httpx.Client
+) -> None:
+    inbox_id = add_inbox(live, agent.account_id)
+    incoming = customer_writes(live, agent.account_id, inbox_id, "thanks, all good", phone="+14155550125")
+
+    _sign_in(page, live, agent)
+    page.goto(f"{live.url}/app/accounts/{agent.account_id}/conversations/{incoming.conversation_id}")
+    expect(page.locator("body")).to_have_attribute("data-live", "on")
+    expect(page.locator("#resolve-button")).to_be_visible()
+    # A teammate resolves it through the API (another tab, another process: same event stream).
+    resolved = client.post(
+        agent.path(f"conversations/{incoming.conversation_id}/toggle_status"),
+        json={"status": "resolved"},
+        headers=agent.headers,
+    )
+    assert resolved.status_code == 200, resolved.text
+    expect(page.locator("#reopen-button")).to_be_visible()
+    expect(page.locator("#messages .msg-activity", has_text="marked resolved")).to_be_visible()
