@@ -17,11 +17,13 @@ from whatwut.conversations.api import router as conversations_router
 from whatwut.health import router as health_router
 from whatwut.inboxes.api import router as inboxes_router
 from whatwut.jobs.api import router as jobs_router
+from whatwut.jobs.worker import InProcessWorker
 from whatwut.kit.errors import install_error_handlers
 from whatwut.kit.logging import configure_logging
 from whatwut.kit.middleware import BodySizeLimit, RequestId
 from whatwut.labels.api import router as labels_router
 from whatwut.realtime.api import router as realtime_router
+from whatwut.realtime.hub import EventHub
 from whatwut.settings import Settings, get_settings
 from whatwut.teams.api import router as teams_router
 from whatwut.web import install_web
@@ -50,9 +52,18 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         ctx = context or AppContext.create(settings)
         app.state.context = ctx
         set_current(ctx)
+        event_hub = EventHub.for_database(ctx.database_url, ctx.sessionmaker)
+        await event_hub.start()
+        app.state.event_hub = event_hub
+        job_worker = InProcessWorker(ctx) if settings.run_worker else None
+        if job_worker is not None:
+            job_worker.start()
         try:
             yield
         finally:
+            if job_worker is not None:
+                await job_worker.stop()
+            await event_hub.stop()
             if context is None:
                 await ctx.close()
 

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     session_ttl_hours: int = Field(default=24 * 14, alias="WHATWUT_SESSION_TTL_HOURS")
     cookie_secure: bool = Field(default=False, alias="WHATWUT_COOKIE_SECURE")
     run_worker: bool = Field(default=True, alias="WHATWUT_RUN_WORKER")
+    #: Jobs the in-process worker runs at once (``whatwut worker --concurrency`` for standalone ones).
+    worker_concurrency: int = Field(default=4, ge=1, alias="WHATWUT_WORKER_CONCURRENCY")
+    #: Longest wait before a worker looks for due jobs; new jobs wake it at once (LISTEN/NOTIFY),
+    #: retries scheduled for later are found by this poll.
+    worker_poll_seconds: float = Field(default=5.0, gt=0, alias="WHATWUT_WORKER_POLL_SECONDS")
+    #: Comma-separated extra modules with ``@job`` functions (plugins, tests), imported by workers.
+    extra_task_modules: str = Field(default="", alias="WHATWUT_EXTRA_TASK_MODULES")
     log_level: str = Field(default="INFO", alias="WHATWUT_LOG_LEVEL")
 
 
