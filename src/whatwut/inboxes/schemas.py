@@ -22,13 +22,31 @@ Secret = Annotated[PlainText, Field(min_length=1, max_length=4096)]
 
 
 class ChannelSpec(BaseModel):
-    """The ``channel`` object as sent: its ``type`` picks the model its other fields must fit.
-
-    Parsed in two steps so an unknown ``type`` is reported as ``channel.type`` and a bad field
-    of a known type as ``channel.<field>``.
+    """The inbox's channel. ``api``: optional ``webhook_url``. ``whatsapp_cloud``: ``phone_number``
+    (international format), ``phone_number_id``, ``business_account_id``, ``access_token``,
+    ``app_secret``, ``verify_token`` (the last three are stored encrypted and never returned).
     """
 
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    # Parsed in two steps (here the type, then the type's own model in the service) so that an
+    # unknown ``type`` is reported as ``channel.type`` and a bad field as ``channel.<field>``.
+    model_config = ConfigDict(
+        extra="allow",
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "examples": [
+                {"type": "api"},
+                {
+                    "type": "whatsapp_cloud",
+                    "phone_number": "+55 11 98765-4321",
+                    "phone_number_id": "106540352242922",
+                    "business_account_id": "102290129340398",
+                    "access_token": "EAAG...",
+                    "app_secret": "...",
+                    "verify_token": "...",
+                },
+            ]
+        },
+    )
 
     type: ChannelType
 
