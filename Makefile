@@ -45,4 +45,4 @@ bench-inbox: setup
 	$(BIN)/python bench/inbox_queries.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules $(VENDOR)

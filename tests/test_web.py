@@ -93,6 +93,11 @@ def test_good_login_sets_an_httponly_cookie_and_redirects_to_the_inbox(
     inbox = browser.get(_inbox_url(admin))
     assert inbox.status_code == 200
     assert "Conversations" in inbox.text
+    # Customer conversations are neither cached nor frameable by other sites.
+    assert inbox.headers["cache-control"] == "no-store"
+    assert inbox.headers["x-frame-options"] == "DENY"
+    # Signed in, the login page sends the agent on.
+    assert browser.get("/login").status_code == 303
 
 
 def test_login_redirects_back_to_a_local_next_page_only(browser: httpx.Client, admin: Actor) -> None:

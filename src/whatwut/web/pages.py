@@ -7,6 +7,7 @@ token (see ``web.security``); htmx requests get fragments, plain form posts get 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from html import escape
 from typing import Annotated, Any
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from whatwut.accounts import service as accounts
 from whatwut.accounts.auth import SESSION_COOKIE
@@ -36,7 +38,28 @@ from whatwut.web.security import (
 from whatwut.web.templating import templates
 from whatwut.web.views import ASSIGNEE_TABS, STATUS_FILTERS
 
-router = APIRouter(include_in_schema=False)
+
+class PageRoute(APIRoute):
+    """Pages hold customer conversations: never cached, never framed by another site."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def with_headers(request: Request) -> Response:
+            response = await handler(request)
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            if "hx-request" in request.headers or request.url.path.startswith("/app/"):
+                response.headers.setdefault("Vary", "HX-Request, HX-Target")
+            return response
+
+        return with_headers
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 
 def _login_page(
@@ -67,7 +90,15 @@ def _login_page(
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+async def login_form(request: Request, session: DbSession, next: str | None = None) -> Response:
+    raw = request.cookies.get(SESSION_COOKIE)
+    if raw:
+        try:
+            token, _user = await accounts.resolve_token(session, raw)
+        except NotAuthenticated:
+            token = None
+        if token is not None and token.kind == "session":
+            return RedirectResponse(safe_next(next), status_code=303)
     csrf = request.cookies.get(LOGIN_CSRF_COOKIE) or new_login_csrf()
     return _login_page(request, csrf=csrf, next_path=safe_next(next))
 
