@@ -31,6 +31,12 @@ def set_members(client: httpx.Client, admin: Actor, inbox_id: int, user_ids: lis
     assert response.status_code == 200, response.text
 
 
+def make_labels(client: httpx.Client, admin: Actor, *titles: str) -> None:
+    for title in titles:
+        response = client.post(admin.path("labels"), json={"title": title}, headers=admin.headers)
+        assert response.status_code == 201, response.text
+
+
 def make_contact(db: Db, account_id: int, name: str = "Customer", phone: str | None = None) -> int:
     row = db.execute(
         "INSERT INTO contacts (account_id, name, phone_number) VALUES (%s, %s, %s) RETURNING id",

@@ -18,6 +18,7 @@ from tests.conversation_support import (
     make_contact,
     make_contact_inbox,
     make_inbox,
+    make_labels,
     receive,
     set_members,
     start_conversation,
@@ -148,6 +149,7 @@ def test_inbox_and_team_filters(client: httpx.Client, admin: Actor, inbox: int, 
 
 
 def test_labels_filter_needs_every_label(client: httpx.Client, admin: Actor, inbox: int, db_conn: Db) -> None:
+    make_labels(client, admin, "vip", "billing")
     both = _conversation(client, admin, inbox, db_conn, labels=["vip", "billing"])
     one = _conversation(client, admin, inbox, db_conn, labels=["vip"])
     _conversation(client, admin, inbox, db_conn)
@@ -359,8 +361,11 @@ def test_resolved_policy_decides_reopen_or_new(
 def test_labels_replace_and_write_activity(
     client: httpx.Client, admin: Actor, inbox: int, db_conn: Db
 ) -> None:
+    make_labels(client, admin, "vip", "billing")
     conversation = _conversation(client, admin, inbox, db_conn)
     path = admin.path(f"conversations/{conversation['id']}/labels")
+    unknown = client.post(path, json={"labels": ["never-defined"]}, headers=admin.headers)
+    assert_problem(unknown, 422, field="labels")
     response = client.post(path, json={"labels": ["vip", "Billing", "vip"]}, headers=admin.headers)
     assert response.status_code == 200 and response.json() == {"labels": ["vip", "billing"]}
     assert client.post(path, json={"labels": ["billing"]}, headers=admin.headers).json() == {

@@ -27,7 +27,11 @@ from whatwut.settings import Settings
 log = structlog.get_logger(__name__)
 
 #: Modules whose ``@job`` functions the worker must know; each domain with jobs adds its own.
-TASK_MODULES: tuple[str, ...] = ("whatwut.jobs.tasks", "whatwut.realtime.tasks")
+TASK_MODULES: tuple[str, ...] = (
+    "whatwut.jobs.tasks",
+    "whatwut.realtime.tasks",
+    "whatwut.conversations.tasks",
+)
 
 #: Seconds a stopping worker waits for running jobs before aborting them (they run again later).
 SHUTDOWN_GRACE_SECONDS = 10.0
