@@ -7,8 +7,10 @@ shows that the command's rows land there and nowhere else.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +124,10 @@ def test_create_admin_bad_input_exits_2_with_a_clear_message_and_writes_nothing(
 def test_database_url_points_every_command_at_that_server(
     database_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
-    second_dir = tmp_path / "second-server"
+    # Not under tmp_path: the server runs as its own system user when we are root, and a pytest
+    # starting elsewhere on the machine resets /tmp/pytest-of-<user> to mode 0700 under its feet.
+    second_root = Path(tempfile.mkdtemp(prefix="ww-second-"))
+    second_dir = second_root / "server"
     second_url = start_embedded(second_dir)
     try:
         app_dir = tmp_path / "app"
@@ -146,3 +151,4 @@ def test_database_url_points_every_command_at_that_server(
         assert not (app_dir / "pgdata").exists()  # no embedded server was started for the commands
     finally:
         stop_embedded(second_dir)
+        shutil.rmtree(second_root, ignore_errors=True)
