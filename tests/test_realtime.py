@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from tests.sse_client import SseStream
 from tests.support import Actor, LiveServer, add_user, assert_problem, new_account, unique
 from whatwut.context import AppContext
 from whatwut.db.engine import transaction
+from whatwut.jobs.service import defer
 from whatwut.realtime import service as realtime
 from whatwut.realtime.hub import Subscription
 from whatwut.realtime.service import PublishedEvent
@@ -251,3 +253,52 @@ async def test_a_slow_subscriber_is_dropped_not_the_process() -> None:
     assert await subscription.get(0.1) is None
     assert subscription.offer(event)  # closed: further events are ignored, nothing raises
     await asyncio.sleep(0)
+
+
+def test_listener_reconnects_after_its_connection_dies_and_clients_replay(
+    live: LiveServer, client: httpx.Client, db_conn
+) -> None:
+    admin = new_account(live, client)
+    with events_stream(live, admin) as stream:
+        stream.wait_connected()
+        [before] = publish(live, admin.account_id, "conversation.updated", {"n": "before"})
+        first = stream.next_event()
+        assert first is not None and first.id == str(before)
+        killed = db_conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'whatwut-realtime' AND datname = current_database()"
+        ).fetchall()
+        assert killed == [(True,)]
+        # Notifications may be lost while the listener is down: the stream ends so the client replays.
+        assert stream.next_event(timeout=10) is None
+    [missed] = publish(live, admin.account_id, "conversation.updated", {"n": "missed"})
+    with events_stream(live, admin, headers={"Last-Event-ID": str(before)}) as again:
+        again.wait_connected()
+        replayed = again.next_event()
+        [after] = publish(live, admin.account_id, "conversation.updated", {"n": "after"})
+        live_again = again.next_event()
+    assert replayed is not None and replayed.id == str(missed)
+    assert live_again is not None and live_again.id == str(after)
+
+
+def test_prune_job_forgets_events_older_than_a_week(live: LiveServer, client: httpx.Client, db_conn) -> None:
+    admin = new_account(live, client)
+    old, recent = publish(live, admin.account_id, "conversation.updated", {"n": 1}, count=2)
+    db_conn.execute("UPDATE events SET created_at = now() - interval '8 days' WHERE id = %s", (old,))
+
+    async def defer_prune(context: AppContext) -> int:
+        async with transaction(context.sessionmaker) as session:
+            return await defer(session, "realtime.prune_events", {"timestamp": int(time.time())})
+
+    job_id = live.run(defer_prune)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = db_conn.execute(
+            "SELECT status::text FROM procrastinate_jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+        if row and row[0] in {"succeeded", "failed"}:
+            break
+        time.sleep(0.1)
+    assert row is not None and row[0] == "succeeded"
+    remaining = [r[0] for r in db_conn.execute("SELECT id FROM events WHERE id = ANY(%s)", ([old, recent],))]
+    assert remaining == [recent]

@@ -84,15 +84,22 @@ def serve(
 
 @cli.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(help="Jobs run at once")] = 4,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Jobs run at once (default: WHATWUT_WORKER_CONCURRENCY, else 4)"),
+    ] = None,
 ) -> None:
-    """Run a job worker (as many as you like, on any machine that reaches the database)."""
+    """Run a job worker (as many as you like, on any machine that reaches the database).
+
+    Stops on SIGINT/SIGTERM after its running jobs finish. Extra job modules (plugins) are named in
+    WHATWUT_EXTRA_TASK_MODULES.
+    """
     from whatwut import bootstrap
     from whatwut.jobs.worker import run_worker_forever
 
     settings = get_settings()
     bootstrap.prepare(settings)
-    asyncio.run(run_worker_forever(settings, concurrency=concurrency))
+    asyncio.run(run_worker_forever(settings, concurrency=concurrency or settings.worker_concurrency))
 
 
 def main() -> None:

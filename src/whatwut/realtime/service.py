@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from whatwut.inboxes.models import Inbox, InboxMember
 from whatwut.realtime.models import Event
 
 CHANNEL = "whatwut_events"
@@ -119,20 +118,3 @@ async def prune_events(session: AsyncSession, *, older_than: datetime, batch_siz
     result = await session.execute(delete(Event).where(Event.id.in_(doomed)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
-
-async def accessible_inbox_ids(
-    session: AsyncSession, account_id: int, user_id: int, role: str
-) -> list[int] | None:
-    """The inboxes whose events this member may receive; ``None`` means all of them.
-
-    Stand-in until ``whatwut.inboxes.service.accessible_inbox_ids`` exists: the inboxes domain
-    owns this rule (administrators see every inbox, agents the ones they are members of).
-    """
-    if role == "administrator":
-        return None
-    rows = await session.execute(
-        select(InboxMember.inbox_id)
-        .join(Inbox, Inbox.id == InboxMember.inbox_id)
-        .where(Inbox.account_id == account_id, InboxMember.user_id == user_id)
-    )
-    return [int(inbox_id) for inbox_id in rows.scalars()]

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sse_starlette import ServerSentEvent
 
 from whatwut.accounts import service as accounts
+from whatwut.inboxes import service as inboxes
 from whatwut.realtime import service
 from whatwut.realtime.hub import EventHub
 from whatwut.realtime.service import PublishedEvent
@@ -61,7 +62,7 @@ async def load_viewer(session: AsyncSession, account_id: int, user_id: int) -> V
     membership = await accounts.get_membership(session, account_id, user_id)
     if membership is None:
         return None
-    inbox_ids = await service.accessible_inbox_ids(session, account_id, user_id, membership.role)
+    inbox_ids = await inboxes.accessible_inbox_ids(session, account_id, user_id, membership.role)
     return Viewer(
         account_id=account_id,
         user_id=user_id,
