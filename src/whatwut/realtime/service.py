@@ -117,4 +117,3 @@ async def prune_events(session: AsyncSession, *, older_than: datetime, batch_siz
     doomed = select(Event.id).where(Event.created_at < older_than).limit(batch_size).scalar_subquery()
     result = await session.execute(delete(Event).where(Event.id.in_(doomed)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
