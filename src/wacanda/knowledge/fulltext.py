@@ -1,0 +1,31 @@
+"""PostgreSQL full-text search as measured by ``bench/retrieval_quality.py``.
+
+Each chunk is indexed with its document's language configuration (``english``, ``portuguese``,
+``spanish``) plus ``simple`` (names, numbers and words shared across languages), its title and
+headings weighted ``A``. A query becomes an OR of its lexemes, normalised with each chunk's own
+configuration (an AND of every word of a chatty WhatsApp message matches nothing), and is ranked
+with ``ts_rank``, which scored better than ``ts_rank_cd`` for such OR queries.
+"""
+
+from __future__ import annotations
+
+# The SQL takes the schema as a format field; tables are the caller's.
+OR_TSQUERY_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.or_tsquery(config regconfig, query text) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(quote_literal(lexeme), ' | ')::tsquery, ''::tsquery)
+    FROM unnest(tsvector_to_array(to_tsvector(config, query))) AS lexeme
+    WHERE position('\\' in lexeme) = 0
+$$
+"""
+
+# A generated column over ``config regconfig``, ``context text`` (title and heading path) and ``body text``.
+TSVECTOR_EXPRESSION = (
+    "setweight(to_tsvector(config, context), 'A') || setweight(to_tsvector(config, body), 'B')"
+    " || setweight(to_tsvector('simple', context || ' ' || body), 'D')"
+)
+
+# The query for one chunk's configuration: its own lexemes OR the unstemmed ones.
+QUERY_EXPRESSION = "{schema}.or_tsquery({config}, {query}) || {schema}.or_tsquery('simple', {query})"
+
+RANK_FUNCTION = "ts_rank"
