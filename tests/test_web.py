@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -409,3 +410,23 @@ def test_canned_responses_reach_the_composer(
     data = html.split('id="canned-data">', 1)[1].split("</script>", 1)[0]
     assert '"short_code": "hours"' in data
     assert "<every day>" not in data  # JSON inside <script> is escaped, so it cannot close the tag
+
+
+def test_load_more_walks_the_list_with_its_cursor(
+    live: LiveServer, browser: httpx.Client, admin: Actor
+) -> None:
+    inbox_id = add_inbox(live, admin.account_id)
+    for n in range(27):
+        customer_writes(live, admin.account_id, inbox_id, f"customer number {n}", phone=f"+1415555{n:04d}")
+    _signed_in(browser, admin)
+    first = browser.get(f"{_inbox_url(admin)}/list?assignee_type=all")
+    assert first.text.count('class="conversation-item') == 25
+    cursor = re.search(r"cursor=([^\"&]+)", first.text)
+    assert cursor, "the first page offers Load more"
+    second = browser.get(f"{_inbox_url(admin)}/list?assignee_type=all&cursor={cursor.group(1)}")
+    assert second.text.count('class="conversation-item') == 2
+    assert "Load more" not in second.text
+    assert "customer number 0</span>" in second.text  # the oldest comes last
+    bad = browser.get(f"{_inbox_url(admin)}/list?assignee_type=all&cursor=not-a-cursor")
+    assert bad.status_code == 200
+    assert 'class="conversation-item' not in bad.text
