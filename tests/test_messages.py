@@ -19,6 +19,9 @@ from tests.conversation_support import (
     start_conversation,
 )
 from tests.support import Actor, LiveServer, assert_problem, new_account
+from whatwut.context import AppContext
+from whatwut.conversations import service
+from whatwut.db.engine import transaction
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -285,3 +288,51 @@ def test_bad_uploads_are_refused_and_nothing_is_written(
 
 def test_unknown_attachment_is_404(client: httpx.Client, admin: Actor) -> None:
     assert_problem(client.get(admin.path("attachments/999999"), headers=admin.headers), 404)
+
+
+def test_replies_in_a_whatsapp_inbox_wait_for_the_channel_and_statuses_only_move_forward(
+    live: LiveServer, client: httpx.Client, admin: Actor, db_conn: Db
+) -> None:
+    channel = {
+        "type": "whatsapp_cloud",
+        "phone_number": "+5511987650000",
+        "phone_number_id": "1098765432101",
+        "business_account_id": "102290129340398",
+        "access_token": "token",
+        "app_secret": "secret",
+        "verify_token": "verify",
+    }
+    inbox = make_inbox(client, admin, channel=channel, enable_auto_assignment=False)
+    conversation = start_conversation(client, admin, inbox, make_contact(db_conn, admin.account_id))
+    reply = _post(client, admin, conversation, json={"content": "on it"}).json()
+    assert reply["status"] == "pending"
+    note = _post(client, admin, conversation, json={"content": "internal", "private": True}).json()
+    assert note["status"] == "sent"
+
+    async def receipt(context: AppContext, status: str, source_id: str | None = None) -> str:
+        async with transaction(context.sessionmaker) as session:
+            message = await service.update_delivery_status(
+                session,
+                account_id=admin.account_id,
+                message_id=reply["id"],
+                status=status,
+                source_id=source_id,
+            )
+            assert message is not None
+            return message.status
+
+    def apply(status: str, source_id: str | None = None) -> str:
+        return live.run(lambda context: receipt(context, status, source_id))  # type: ignore[return-value]
+
+    assert apply("sent", "wamid.OUT1") == "sent"
+    assert apply("read") == "read"
+    assert apply("delivered") == "read"
+    assert apply("failed") == "read"
+    (listed, _) = messages(client, admin, conversation["id"])
+    assert listed["status"] == "read" and listed["source_id"] == "wamid.OUT1"
+    updates = count(
+        db_conn,
+        "SELECT count(*) FROM events WHERE event_type = 'message.updated' AND (payload->>'id')::bigint = %s",
+        reply["id"],
+    )
+    assert updates == 2

@@ -1136,8 +1136,6 @@ async def update_delivery_status(
         message.status, changed = status, True
     if changed:
         await session.flush()
-        conversation = await session.get(Conversation, message.conversation_id)
-        assert conversation is not None
         (view,) = await message_views(session, account_id, [message])
         await publish(
             session, account_id, "message.updated", view.model_dump(mode="json"), inbox_id=message.inbox_id
