@@ -356,7 +356,7 @@ def render(results: list[dict[str, object]], args: argparse.Namespace) -> str:
         row("hybrid over plain cosine (default fusion)", main["hybrid_plain_cosine"]),  # type: ignore[arg-type]
         row("hybrid, naive RRF (k=60, equal weights)", main["hybrid_naive_rrf"]),  # type: ignore[arg-type]
         row(
-            f"**hybrid (default: RRF k={args.rrf_k}, full-text weight {args.fulltext_weight})**",
+            f"**hybrid (default: RRF k={args.rrf_k:g}, full-text weight {args.fulltext_weight})**",
             main["hybrid"],  # type: ignore[arg-type]
         ),
         "",
