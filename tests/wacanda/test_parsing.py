@@ -8,6 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.wacanda.documents import docx_bytes, pdf_bytes
 from wacanda.knowledge.parsing import DocumentError, DocumentFormat, ParseLimits, parse_document
@@ -189,3 +191,34 @@ def test_every_labelled_section_of_the_eval_corpus_is_a_parsed_heading() -> None
         assert all(
             m.casefold() in parsed[question["source"]].text.casefold() for m in question["must_contain"]
         )
+
+
+_PDF = pdf_bytes([["Warranty", "Twelve months from delivery."]], outline=[("Warranty", 0)])
+_DOCX = docx_bytes()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(
+        [b"", _PDF, _DOCX, b"# Title\n\ntext", b"question,answer\nq,a\n", b"<html><p>x</p>"]
+    ),
+    cut=st.floats(min_value=0, max_value=1),
+    noise=st.binary(max_size=64),
+    position=st.floats(min_value=0, max_value=1),
+    name=st.sampled_from(["f.pdf", "f.docx", "f.md", "f.html", "f.txt", "f.csv", "f.json", "f", "f.bin"]),
+)
+def test_damaged_files_of_any_kind_fail_only_with_a_document_error(
+    seed: bytes, cut: float, noise: bytes, position: float, name: str
+) -> None:
+    """Truncated and overwritten files: a parse either succeeds or says why; nothing else escapes."""
+    data = seed[: max(1, int(len(seed) * (1 - cut / 2)))] if seed else noise
+    at = int(len(data) * position)
+    data = data[:at] + noise + data[at + len(noise) :]
+    try:
+        parsed = parse_document(data, name)
+    except DocumentError as error:
+        failure: DocumentError | None = error
+    else:
+        failure = None
+        assert parsed.sections and all(section.text.strip() for section in parsed.sections)
+    assert failure is None or (failure.reason and failure.message)

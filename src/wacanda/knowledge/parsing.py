@@ -328,12 +328,16 @@ def _parse_pdf(data: bytes, fallback_title: str, limits: ParseLimits) -> ParsedD
                 )
             builder.block(text)
         metadata_title = reader.metadata.title if reader.metadata else None
+    except DocumentError:
+        raise
     except FileNotDecryptedError as error:
         raise DocumentError(
             "encrypted", "the PDF is password-protected; upload it without a password"
         ) from error
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError) as error:
+    except (PdfReadError, PdfStreamError) as error:
         raise DocumentError("corrupt", f"the PDF cannot be read: {error}") from error
+    except Exception as error:  # a damaged file can trip any part of pypdf; it is still the file's fault
+        raise DocumentError("corrupt", f"the PDF cannot be read ({type(error).__name__})") from error
     title = (metadata_title or "").strip() or builder.first_heading or fallback_title
     return ParsedDocument(title=title, sections=builder.finish(), format=DocumentFormat.PDF)
 
