@@ -9,7 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from whatwut.accounts import service as accounts
 from whatwut.canned_responses import service as canned_responses
 from whatwut.canned_responses.schemas import CannedResponseCreate
+from whatwut.contacts import service as contacts
 from whatwut.context import AppContext
+from whatwut.conversations import service as conversations
 from whatwut.inboxes import service as inboxes
 from whatwut.kit.errors import Conflict
 from whatwut.labels import service as labels
@@ -29,6 +31,7 @@ DEMO_CANNED_RESPONSES = (
 async def seed_demo_account(session: AsyncSession, context: AppContext, account_id: int) -> None:
     """Add the demo's inboxes, agents and sample conversations (each domain adds its part)."""
     await _seed_website_inbox_labels_and_replies(session, context, account_id)
+    await _seed_sample_conversations(session, account_id)
 
 
 async def _seed_website_inbox_labels_and_replies(
@@ -61,4 +64,50 @@ async def _seed_website_inbox_labels_and_replies(
                 account_id,
                 CannedResponseCreate(short_code=short_code, content=content),
                 actor_user_id=None,
+            )
+
+
+#: (source id, name, phone, messages): customers who wrote to the Website inbox.
+DEMO_CUSTOMERS = (
+    (
+        "demo-maria",
+        "Maria Gonzalez",
+        "+34612345678",
+        ("Hi! My order #4411 has not moved since Friday.", "Can you check the tracking for me?"),
+    ),
+    (
+        "demo-joao",
+        "João Silva",
+        "+5511987654321",
+        ("Oi! Quanto custa o frete expresso para São Paulo?",),
+    ),
+    (
+        "demo-aiko",
+        "Aiko Tanaka",
+        "+819012345678",
+        ("I was charged twice for my last invoice, can you refund one of them?",),
+    ),
+)
+
+
+async def _seed_sample_conversations(session: AsyncSession, account_id: int) -> None:
+    """A few open conversations so the inbox is not empty on first sign-in.
+
+    Each message has a fixed source id, so a second ``--demo`` start stores nothing again.
+    """
+    inbox = await inboxes.find_inbox_by_name(session, account_id, "Website")
+    if inbox is None:
+        return
+    for source_id, name, phone, messages in DEMO_CUSTOMERS:
+        _contact, contact_inbox = await contacts.find_or_create_by_source(
+            session, account_id, inbox.id, source_id, name=name, phone_number=phone
+        )
+        for index, text in enumerate(messages):
+            await conversations.record_incoming_message(
+                session,
+                account_id=account_id,
+                inbox_id=inbox.id,
+                contact_inbox=contact_inbox,
+                content=text,
+                source_id=f"{source_id}-{index}",
             )

@@ -9,6 +9,8 @@ import structlog
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s")
+    # The job queue reports every job start and end at INFO; keep the console for what matters.
+    logging.getLogger("procrastinate").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -1,0 +1,105 @@
+"""`make run` is `whatwut serve --demo`: on the embedded default, with no configuration at all.
+
+Runs the real command as a subprocess with only a data directory, signs in with the printed demo
+credentials, and starts it a second time to show the demo seeding is idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import free_port
+from whatwut.bootstrap import DEMO_EMAIL, DEMO_PASSWORD
+
+WHATWUT = str(Path(sys.executable).parent / "whatwut")
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: the embedded server runs as its own user and must reach the folder.
+    path = Path(tempfile.mkdtemp(prefix="ww-demo-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def serve_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    inherited = os.environ.items()
+    env = {key: value for key, value in inherited if not key.startswith(("DATABASE_URL", "WHATWUT_"))}
+    env.update({"WHATWUT_DATA_DIR": str(data_dir), "NO_COLOR": "1", "COLUMNS": "200"})
+    return subprocess.Popen(
+        [WHATWUT, "serve", "--demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        try:
+            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("whatwut serve --demo did not become healthy")
+
+
+def stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out
+
+
+def demo_state(base: str) -> tuple[list[str], list[str]]:
+    login = httpx.post(f"{base}/api/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
+    assert login.status_code == 200, login.text
+    body = login.json()
+    assert [a["name"] for a in body["accounts"]] == ["Demo"]
+    account_id = body["accounts"][0]["id"]
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    inboxes = httpx.get(f"{base}/api/v1/accounts/{account_id}/inboxes", headers=headers).json()["data"]
+    conversations = httpx.get(f"{base}/api/v1/accounts/{account_id}/conversations", headers=headers).json()
+    return sorted(i["name"] for i in inboxes), sorted(c["contact"]["name"] for c in conversations["data"])
+
+
+def test_serve_demo_runs_on_the_embedded_default_and_seeds_once(data_dir: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first = serve_demo(data_dir, port)
+    try:
+        wait_healthy(base, first)
+        inboxes, customers = demo_state(base)
+        health = httpx.get(f"{base}/health").json()
+    finally:
+        printed = stop(first)
+    assert DEMO_EMAIL in printed and DEMO_PASSWORD in printed
+    assert health["database_version"].startswith("18")
+    assert (data_dir / "pgdata" / "PG_VERSION").exists(), "the embedded server keeps its data in the data dir"
+    assert "Website" in inboxes
+    assert len(customers) >= 3
+
+    second = serve_demo(data_dir, port)
+    try:
+        wait_healthy(base, second)
+        assert demo_state(base) == (inboxes, customers), "a second --demo start adds nothing"
+    finally:
+        stop(second)
