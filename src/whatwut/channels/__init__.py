@@ -1,0 +1,1 @@
+"""Messaging channels: how conversations reach customers (WhatsApp Cloud API, WhatsApp Web, sandbox)."""
