@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     )
     whatsapp_app_secret: SecretStr | None = Field(default=None, alias="WHATSAPP_APP_SECRET")
     whatsapp_graph_url: str = Field(default="https://graph.facebook.com/v23.0", alias="WHATSAPP_GRAPH_URL")
+    #: Graph API calls give up after this long (and the send is retried later).
+    whatsapp_graph_timeout_seconds: float = Field(default=20.0, gt=0, alias="WHATSAPP_GRAPH_TIMEOUT_SECONDS")
+    #: Backoff of a reply WhatsApp throttled or could not take: this many seconds, doubling per attempt.
+    whatsapp_send_retry_seconds: float = Field(default=2.0, gt=0, alias="WHATSAPP_SEND_RETRY_SECONDS")
+    #: Attempts (the first included) before a reply that keeps failing is marked ``failed``.
+    whatsapp_send_max_attempts: int = Field(default=8, ge=1, le=50, alias="WHATSAPP_SEND_MAX_ATTEMPTS")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
 
@@ -46,6 +52,14 @@ class Settings(BaseSettings):
     #: Comma-separated extra modules with ``@job`` functions (plugins, tests), imported by workers.
     extra_task_modules: str = Field(default="", alias="WHATWUT_EXTRA_TASK_MODULES")
     log_level: str = Field(default="INFO", alias="WHATWUT_LOG_LEVEL")
+
+    #: Attachments go to an S3-compatible bucket when this is set (AWS, MinIO, R2, ...).
+    s3_bucket: str | None = Field(default=None, alias="WHATWUT_S3_BUCKET")
+    s3_endpoint_url: str | None = Field(default=None, alias="WHATWUT_S3_ENDPOINT_URL")
+    s3_region: str = Field(default="us-east-1", alias="WHATWUT_S3_REGION")
+    s3_access_key_id: str | None = Field(default=None, alias="WHATWUT_S3_ACCESS_KEY_ID")
+    s3_secret_access_key: SecretStr | None = Field(default=None, alias="WHATWUT_S3_SECRET_ACCESS_KEY")
+    s3_prefix: str = Field(default="attachments", alias="WHATWUT_S3_PREFIX")
 
 
 @lru_cache(maxsize=1)

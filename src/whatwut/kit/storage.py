@@ -4,9 +4,8 @@ Objects are content-addressed (the key is the sha256 of the bytes), so storing t
 twice costs nothing, a key never changes meaning, and a write that races a rolled-back
 transaction leaves at worst an unreferenced file, never a wrong one.
 
-An S3-compatible implementation fits the same Protocol: ``put`` becomes a ``PutObject`` under
-``<prefix>/<sha256>`` (skipped when ``HeadObject`` finds it), ``get`` a ``GetObject``; nothing
-else in the code base needs to know which one it talks to.
+``S3Storage`` keeps the same objects in an S3-compatible bucket when ``WHATWUT_S3_BUCKET`` is
+set; nothing else in the code base needs to know which one it talks to.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 
@@ -106,6 +105,88 @@ class LocalDiskStorage:
             raise NotFound("attachment content not found") from exc
 
 
+class S3Storage:
+    """Objects under ``<prefix>/ab/<sha256>`` in an S3-compatible bucket (AWS S3, MinIO, R2, ...).
+
+    boto3 is synchronous; its calls run in worker threads. A ``put`` of bytes already stored is a
+    ``HeadObject`` and nothing more.
+    """
+
+    def __init__(self, client: Any, bucket: str, *, prefix: str, max_bytes: int) -> None:
+        self._client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.max_bytes = max_bytes
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Storage:
+        import boto3  # imported lazily: only deployments that use S3 pay for it
+        from botocore.config import Config
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=(
+                settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+            ),
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30
+            ),
+        )
+        assert settings.s3_bucket is not None
+        return cls(client, settings.s3_bucket, prefix=settings.s3_prefix, max_bytes=settings.max_upload_bytes)
+
+    def _object_key(self, key: str) -> str:
+        if not _KEY.match(key):
+            raise NotFound("attachment content not found")
+        return f"{self.prefix}/{key[:2]}/{key}" if self.prefix else f"{key[:2]}/{key}"
+
+    async def put(self, data: bytes) -> StoredObject:
+        if len(data) > self.max_bytes:
+            raise PayloadTooLarge(
+                f"attachment is larger than the limit of {self.max_bytes} bytes", field="attachments"
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        await anyio.to_thread.run_sync(self._put, self._object_key(digest), data)
+        return StoredObject(key=digest, sha256=digest, byte_size=len(data))
+
+    def _put(self, object_key: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=object_key)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        self._client.put_object(Bucket=self.bucket, Key=object_key, Body=data)
+
+    async def get(self, key: str) -> bytes:
+        return await anyio.to_thread.run_sync(self._get, self._object_key(key))
+
+    def _get(self, object_key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise NotFound("attachment content not found") from exc
+            raise
+        body: bytes = response["Body"].read()
+        return body
+
+
+_s3_storages: dict[tuple[str | None, str, str], S3Storage] = {}
+
+
 def storage_for(settings: Settings) -> Storage:
-    """The configured storage (local disk under the data directory until S3 is configured)."""
+    """The configured storage: S3 when ``WHATWUT_S3_BUCKET`` is set, else the local data directory."""
+    if settings.s3_bucket:
+        cache_key = (settings.s3_endpoint_url, settings.s3_bucket, settings.s3_prefix)
+        if cache_key not in _s3_storages:  # boto3 clients are costly to build and thread-safe
+            _s3_storages[cache_key] = S3Storage.from_settings(settings)
+        return _s3_storages[cache_key]
     return LocalDiskStorage(settings.data_dir / "attachments", max_bytes=settings.max_upload_bytes)
