@@ -9,8 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 _servers: dict[Path, Any] = {}
 
@@ -50,3 +54,47 @@ def libpq_url(database_url: str | None, data_dir: Path) -> str:
         if database_url.startswith(prefix):
             return "postgresql://" + database_url[len(prefix) :]
     return database_url
+
+
+# Wacanda's connections look in its own schema first: its copy of procrastinate's tables and
+# functions lives there (ADR 0006), and pgvector's types in ``public``.
+SEARCH_PATH = "wacanda,public"
+SCHEMA = "wacanda"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """SQLAlchemy's psycopg 3 form of a libpq URL."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
+
+
+def connect_args(application_name: str = "wacanda") -> dict[str, str]:
+    return {"application_name": application_name, "options": f"-c search_path={SEARCH_PATH}"}
+
+
+def make_engine(libpq: str, *, pool_size: int = 5) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(libpq),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args=connect_args(),
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+@asynccontextmanager
+async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work, committed when the block ends cleanly; services never commit."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

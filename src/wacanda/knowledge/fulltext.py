@@ -29,3 +29,11 @@ TSVECTOR_EXPRESSION = (
 QUERY_EXPRESSION = "{schema}.or_tsquery({config}, {query}) || {schema}.or_tsquery('simple', {query})"
 
 RANK_FUNCTION = "ts_rank"
+
+
+def tsvector_expression(config: str = "config", context: str = "context", body: str = "body") -> str:
+    """``TSVECTOR_EXPRESSION`` over the caller's column names."""
+    return (
+        f"setweight(to_tsvector({config}, {context}), 'A') || setweight(to_tsvector({config}, {body}), 'B')"
+        f" || setweight(to_tsvector('simple', {context} || ' ' || {body}), 'D')"
+    )

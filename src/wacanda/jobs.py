@@ -1,0 +1,68 @@
+"""Wacanda's job queue: procrastinate on its own tables in the ``wacanda`` schema (ADR 0006).
+
+Jobs are deferred through the caller's session (``defer``), so a job exists if and only if the
+document it processes was committed. Workers run in ``wacanda serve`` or ``wacanda worker``; the
+CLI's ``ingest`` processes inline and needs no worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import procrastinate
+from procrastinate.psycopg_connector import PsycopgConnector
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wacanda.db import connect_args
+
+F = TypeVar("F", bound=Callable[..., Any])
+QUEUE = "wacanda"
+TASK_MODULES = ("wacanda.knowledge.tasks",)
+
+queue = procrastinate.App(connector=PsycopgConnector())
+
+_DEFER = text(
+    "SELECT unnest(wacanda.procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task_name, 0, NULL, NULL,"
+    " CAST(:args AS jsonb), NULL)::wacanda.procrastinate_job_to_defer_v1]))"
+)
+
+
+def job(name: str, *, retry: int = 0) -> Callable[[F], F]:
+    def register(func: F) -> F:
+        queue.task(name=name, retry=retry, queue=QUEUE)(func)
+        return func
+
+    return register
+
+
+async def defer(session: AsyncSession, task_name: str, args: dict[str, Any]) -> int:
+    """Queue ``task_name(**args)``, committed (or rolled back) with ``session``."""
+    result = await session.execute(_DEFER, {"queue": QUEUE, "task_name": task_name, "args": json.dumps(args)})
+    return int(result.scalar_one())
+
+
+async def run_worker(database_url: str, *, concurrency: int, install_signal_handlers: bool) -> None:
+    """Run Wacanda's jobs until cancelled; the caller has set the current ``WacandaContext``."""
+    import importlib
+
+    for module in TASK_MODULES:
+        importlib.import_module(module)
+    connector = PsycopgConnector(
+        conninfo=database_url, min_size=1, max_size=concurrency + 2, kwargs=connect_args("wacanda-worker")
+    )
+    with queue.replace_connector(connector):
+        async with queue.open_async():
+            await queue.run_worker_async(
+                queues=[QUEUE],
+                concurrency=concurrency,
+                name=f"wacanda:{socket.gethostname()}:{os.getpid()}",
+                install_signal_handlers=install_signal_handlers,
+                fetch_job_polling_interval=5.0,
+                listen_notify=True,
+                delete_jobs="successful",
+            )

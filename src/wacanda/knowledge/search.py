@@ -1,0 +1,244 @@
+"""Hybrid search over live chunks: pgvector HNSW (cosine) and PostgreSQL full-text, fused with
+weighted reciprocal-rank fusion after removing the same-language pull from vector scores (ADR 0005).
+
+Both retrievers read only ``is_live`` chunks through partial indexes, so a version being embedded
+or one just retired is never seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from wacanda.errors import InvalidInput, NotFound
+from wacanda.knowledge import fulltext
+from wacanda.knowledge.embeddings import Embedder, Vectors
+from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
+from wacanda.knowledge.language_bias import debiased_scores
+from wacanda.knowledge.models import Document, KnowledgeBase
+
+MAX_QUERY_CHARS = 1000
+MAX_LIMIT = 50
+CANDIDATES = 50  # chunks each retriever hands to fusion
+FULLTEXT_CONFIGS = ("english", "portuguese", "spanish", "simple")
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    knowledge_bases: Sequence[str] = ()  # names; empty = every knowledge base of the account
+    documents: Sequence[str] = ()  # document names
+    tags: Sequence[str] = ()  # a document must carry all of them
+
+
+@dataclass
+class SearchHit:
+    chunk_id: int
+    document_id: int
+    document: str
+    knowledge_base: str
+    title: str
+    heading_path: list[str]
+    text: str
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)  # 1-based rank per retriever ("vector", "fulltext")
+
+    @property
+    def heading(self) -> str:
+        return self.heading_path[-1] if self.heading_path else ""
+
+
+def clean_query(query: str | None) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise InvalidInput("the query is empty", field="q")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidInput(f"the query has {len(query):,} characters; at most {MAX_QUERY_CHARS:,}", field="q")
+    return query
+
+
+async def embed_query(embedder: Embedder, query: str) -> Vectors:
+    return await asyncio.to_thread(embedder.embed_query, query)
+
+
+_VECTOR_SQL = """
+WITH candidates AS MATERIALIZED (
+    SELECT e.id, e.knowledge_base_id, e.language, e.embedding,
+           e.embedding <=> CAST(:q AS vector) AS distance
+      FROM wacanda.document_embeddings e
+     WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {document_filter}
+     ORDER BY e.embedding <=> CAST(:q AS vector)
+     LIMIT :limit
+)
+SELECT id, knowledge_base_id, language, embedding FROM candidates ORDER BY distance
+"""
+
+_QUERY = fulltext.QUERY_EXPRESSION.format(schema="wacanda", config="configs.config", query=":text")
+_FULLTEXT_SQL = f"""
+WITH query AS (
+    SELECT configs.config, {_QUERY} AS tsq
+      FROM unnest(CAST(:configs AS regconfig[])) AS configs(config)
+)
+SELECT e.id
+  FROM wacanda.document_embeddings e JOIN query ON e.config = query.config
+ WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {{document_filter}} AND e.tsv @@ query.tsq
+ ORDER BY {fulltext.RANK_FUNCTION}(e.tsv, query.tsq) DESC, e.id
+ LIMIT :limit
+"""  # noqa: S608 (module constants only; every value is a bound parameter)
+
+_DETAILS_SQL = """
+SELECT e.id, e.document_id, d.name AS document, k.name AS knowledge_base, e.title, e.heading_path,
+       e.chunk_text
+  FROM wacanda.document_embeddings e
+  JOIN wacanda.documents d ON d.id = e.document_id
+  JOIN wacanda.knowledge_bases k ON k.id = e.knowledge_base_id
+ WHERE e.id = ANY(:ids) AND e.is_live
+"""
+
+
+async def _scope(
+    session: AsyncSession, account_id: int, filters: SearchFilters
+) -> tuple[list[int], list[int] | None]:
+    """The knowledge base ids to search and, with document or tag filters, the document ids."""
+    query = select(KnowledgeBase.id, KnowledgeBase.name).where(KnowledgeBase.account_id == account_id)
+    if filters.knowledge_bases:
+        query = query.where(KnowledgeBase.name.in_(list(filters.knowledge_bases)))
+    rows = (await session.execute(query)).all()
+    missing = set(filters.knowledge_bases) - {row.name for row in rows}
+    if missing:
+        raise NotFound(f"knowledge base {sorted(missing)[0]!r} not found", field="kb")
+    kb_ids = [int(row.id) for row in rows]
+    if not (filters.documents or filters.tags) or not kb_ids:
+        return kb_ids, None
+    documents = select(Document.id).where(Document.knowledge_base_id.in_(kb_ids), Document.is_current)
+    if filters.documents:
+        documents = documents.where(Document.name.in_(list(filters.documents)))
+    if filters.tags:
+        documents = documents.where(Document.tags.contains(list(filters.tags)))
+    return kb_ids, [int(i) for i in (await session.execute(documents)).scalars()]
+
+
+async def search(
+    session: AsyncSession,
+    embedder: Embedder,
+    account_id: int,
+    query: str,
+    filters: SearchFilters | None = None,
+    *,
+    limit: int = 5,
+    query_vector: Vectors | None = None,
+) -> list[SearchHit]:
+    query = clean_query(query)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit is between 1 and {MAX_LIMIT}", field="limit")
+    filters = filters or SearchFilters()
+    if not any(char.isalnum() for char in query):
+        return []  # only emoji or punctuation: nothing to look for
+    kb_ids, document_ids = await _scope(session, account_id, filters)
+    if not kb_ids or document_ids == []:
+        return []
+    if query_vector is None:
+        query_vector = await embed_query(embedder, query)
+    params: dict[str, Any] = {"kbs": kb_ids, "limit": CANDIDATES}
+    document_filter = ""
+    if document_ids is not None:
+        document_filter, params["documents"] = "AND e.document_id = ANY(:documents)", document_ids
+
+    # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
+    await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+    await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
+    vector_rows = (
+        await session.execute(
+            text(_VECTOR_SQL.format(document_filter=document_filter)),
+            {**params, "q": _vector_literal(query_vector)},
+        )
+    ).all()
+    centroids = await _centroids(session, kb_ids)
+    vector_ranking = _debiased_ranking(session_centroids=centroids, rows=vector_rows, query=query_vector)
+    fulltext_ranking = [
+        int(row[0])
+        for row in (
+            await session.execute(
+                text(_FULLTEXT_SQL.format(document_filter=document_filter)),
+                {**params, "text": query, "configs": list(FULLTEXT_CONFIGS)},
+            )
+        ).all()
+    ]
+    fused = reciprocal_rank_fusion(
+        {"vector": vector_ranking, "fulltext": fulltext_ranking},
+        weights=DEFAULT_WEIGHTS,
+        k=DEFAULT_RRF_K,
+        limit=limit,
+    )
+    if not fused:
+        return []
+    details = {
+        int(row.id): row
+        for row in (await session.execute(text(_DETAILS_SQL), {"ids": [hit.key for hit in fused]})).all()
+    }
+    hits = []
+    for hit in fused:
+        row = details.get(hit.key)
+        if row is None:
+            continue
+        hits.append(
+            SearchHit(
+                chunk_id=hit.key,
+                document_id=int(row.document_id),
+                document=row.document,
+                knowledge_base=row.knowledge_base,
+                title=row.title,
+                heading_path=list(row.heading_path),
+                text=row.chunk_text,
+                score=round(hit.score, 6),
+                ranks=dict(hit.ranks),
+            )
+        )
+    return hits
+
+
+def _vector_literal(vector: Vectors) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+async def _centroids(session: AsyncSession, kb_ids: list[int]) -> dict[int, dict[str, Vectors]]:
+    rows = await session.execute(
+        text(
+            "SELECT knowledge_base_id, language, centroid FROM wacanda.language_centroids"
+            " WHERE knowledge_base_id = ANY(:kbs)"
+        ),
+        {"kbs": kb_ids},
+    )
+    centroids: dict[int, dict[str, Vectors]] = {}
+    for kb_id, language, centroid in rows.all():
+        centroids.setdefault(int(kb_id), {})[language] = _as_array(centroid)
+    return centroids
+
+
+def _as_array(value: Any) -> Vectors:
+    if isinstance(value, str):
+        return np.asarray([float(x) for x in value.strip("[]").split(",")], dtype=np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
+def _debiased_ranking(
+    *, session_centroids: dict[int, dict[str, Vectors]], rows: Sequence[Any], query: Vectors
+) -> list[int]:
+    """Re-order the HNSW candidates by cosine minus the query's pull towards each chunk's language
+    (the knowledge base's centroid of that language, or of all its chunks when unknown)."""
+    if not rows:
+        return []
+    vectors = np.vstack([_as_array(row.embedding) for row in rows])
+    scores = np.empty(len(rows), dtype=np.float32)
+    for kb_id in {int(row.knowledge_base_id) for row in rows}:
+        positions = [i for i, row in enumerate(rows) if int(row.knowledge_base_id) == kb_id]
+        centroids = session_centroids.get(kb_id, {})
+        languages = [rows[i].language if rows[i].language in centroids else "*" for i in positions]
+        scores[positions] = debiased_scores(query, vectors[positions], languages, centroids)
+    order = np.argsort(-scores, kind="stable")
+    return [int(rows[i].id) for i in order]
