@@ -21,6 +21,7 @@ from whatwut.jobs.worker import InProcessWorker
 from whatwut.kit.errors import install_error_handlers
 from whatwut.kit.logging import configure_logging
 from whatwut.kit.middleware import BodySizeLimit, RequestId
+from whatwut.knowledge_proxy.api import router as knowledge_proxy_router
 from whatwut.labels.api import router as labels_router
 from whatwut.realtime.api import router as realtime_router
 from whatwut.realtime.hub import EventHub
@@ -39,6 +40,7 @@ API_ROUTERS = (
     realtime_router,
     jobs_router,
     audit_router,
+    knowledge_proxy_router,
 )
 
 

@@ -64,6 +64,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 3000,
     demo: Annotated[bool, typer.Option(help="Seed the Demo account and print its sign-in")] = False,
+    wacanda: Annotated[bool, typer.Option(help="Also start Wacanda (the knowledge base) on port+1")] = True,
 ) -> None:
     """Migrate, then serve the web app and API with a job worker in-process."""
     import uvicorn
@@ -73,6 +74,10 @@ def serve(
 
     settings = get_settings()
     bootstrap.prepare(settings)
+    if wacanda:
+        from whatwut.knowledge_proxy.launcher import start_wacanda
+
+        start_wacanda(settings, port=port + 1)
     if demo:
         credentials = asyncio.run(bootstrap.seed_demo(settings))
         console.print(

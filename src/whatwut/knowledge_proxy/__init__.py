@@ -1,0 +1,1 @@
+"""WhatWut's knowledge-base routes, answered by Wacanda over HTTP (the packages never import each other)."""
