@@ -141,7 +141,12 @@ def test_incoming_text_with_nul_is_made_storable(
             {"type": "list", "button_text": "Pick", "buttons": [{"id": "a", "title": "A"}]},
             "Choose",
         ),
-        ("template", {"name": "order_update", "language": "pt_BR", "components": [{"type": "body"}]}, None),
+        (
+            "template",
+            {"template": {"name": "order_update", "language": "pt_BR", "components": [{"type": "body"}]}},
+            None,
+        ),
+        ("reaction", {"in_reply_to": 1}, "👍"),
         ("text", {"in_reply_to": 1}, "quoted"),
     ],
 )
@@ -169,7 +174,8 @@ def test_valid_content_types_are_accepted(
         ({"content": "x" * 4097}, "content"),
         ({"content": "a\u0000b"}, "content"),
         ({"content": 5}, "content"),
-        ({"content": "hi", "content_type": "reaction"}, "content_type"),
+        ({"content": "hi", "content_type": "unsupported"}, "content_type"),
+        ({"content": "hi", "content_type": "reaction"}, "in_reply_to"),
         ({"content": "hi", "private": "sometimes"}, "private"),
         ({"content": "hi", "unknown": 1}, "unknown"),
         ({"content": "hi", "content_attributes": {"nope": 1}}, "content_attributes.nope"),
@@ -189,7 +195,14 @@ def test_valid_content_types_are_accepted(
             "content_attributes",
         ),
         ({"content_type": "interactive", "content_attributes": {"type": "list", "buttons": []}}, "buttons"),
-        ({"content_type": "template", "content_attributes": {"name": "Bad Name", "language": "en"}}, "name"),
+        (
+            {
+                "content_type": "template",
+                "content_attributes": {"template": {"name": "Bad Name", "language": "en"}},
+            },
+            "name",
+        ),
+        ({"content_type": "template", "content_attributes": {"name": "flat", "language": "en"}}, "template"),
         ({"content_type": "image"}, "attachments"),
         ({"content": "hi", "private": True, "content_type": "template"}, "content_type"),
     ],
@@ -308,13 +321,22 @@ def test_replies_in_a_whatsapp_inbox_wait_for_the_channel_and_statuses_only_move
     assert reply["status"] == "pending"
     note = _post(client, admin, conversation, json={"content": "internal", "private": True}).json()
     assert note["status"] == "sent"
+    # The reply's delivery job now runs (and fails: this contact has no WhatsApp id); receipts are
+    # applied to a pending reply written as the channel would find it.
+    row = db_conn.execute(
+        "INSERT INTO messages (account_id, conversation_id, inbox_id, message_type, content, status, "
+        "sender_type) VALUES (%s, %s, %s, 'outgoing', 'on it', 'pending', 'user') RETURNING id",
+        (admin.account_id, conversation["id"], inbox),
+    ).fetchone()
+    assert row is not None
+    pending_id = int(row[0])
 
     async def receipt(context: AppContext, status: str, source_id: str | None = None) -> str:
         async with transaction(context.sessionmaker) as session:
             message = await service.update_delivery_status(
                 session,
                 account_id=admin.account_id,
-                message_id=reply["id"],
+                message_id=pending_id,
                 status=status,
                 source_id=source_id,
             )
@@ -328,11 +350,11 @@ def test_replies_in_a_whatsapp_inbox_wait_for_the_channel_and_statuses_only_move
     assert apply("read") == "read"
     assert apply("delivered") == "read"
     assert apply("failed") == "read"
-    (listed, _) = messages(client, admin, conversation["id"])
+    (listed,) = [m for m in messages(client, admin, conversation["id"]) if m["id"] == pending_id]
     assert listed["status"] == "read" and listed["source_id"] == "wamid.OUT1"
     updates = count(
         db_conn,
         "SELECT count(*) FROM events WHERE event_type = 'message.updated' AND (payload->>'id')::bigint = %s",
-        reply["id"],
+        pending_id,
     )
     assert updates == 2

@@ -38,9 +38,19 @@ AssigneeType = Literal["me", "unassigned", "all"]
 Priority = Literal["none", "low", "medium", "high", "urgent"]
 #: What an agent (or bot) may send; media types need at least one attachment.
 OutgoingContentType = Literal[
-    "text", "image", "audio", "video", "file", "location", "contact_card", "interactive", "template"
+    "text",
+    "image",
+    "audio",
+    "video",
+    "file",
+    "sticker",
+    "location",
+    "contact_card",
+    "interactive",
+    "template",
+    "reaction",
 ]
-MEDIA_CONTENT_TYPES = frozenset({"image", "audio", "video", "file"})
+MEDIA_CONTENT_TYPES = frozenset({"image", "audio", "video", "file", "sticker"})
 
 _LABEL = re.compile(r"^[\w-]{1,64}$")
 
@@ -192,6 +202,14 @@ class _Attrs(BaseModel):
 
 class TextAttributes(_Attrs):
     in_reply_to: Id | None = None
+    #: WhatsApp shows a preview of the first link in the text.
+    preview_url: bool | None = None
+
+
+class ReactionAttributes(_Attrs):
+    """A reaction (the ``content`` is the emoji; empty removes it) to the message ``in_reply_to``."""
+
+    in_reply_to: Id
 
 
 class MediaAttributes(_Attrs):
@@ -218,6 +236,8 @@ class ContactCardAttributes(_Attrs):
 class InteractiveButton(_Attrs):
     id: Annotated[SafeStr, Field(min_length=1, max_length=256)]
     title: Annotated[SafeStr, Field(min_length=1, max_length=24)]
+    #: A list row's second line (lists only).
+    description: Annotated[SafeStr, Field(max_length=72)] | None = None
 
 
 class InteractiveAttributes(_Attrs):
@@ -228,6 +248,8 @@ class InteractiveAttributes(_Attrs):
     header: Annotated[SafeStr, Field(max_length=60)] | None = None
     footer: Annotated[SafeStr, Field(max_length=60)] | None = None
     button_text: Annotated[SafeStr, Field(min_length=1, max_length=20)] | None = None
+    section_title: Annotated[SafeStr, Field(max_length=24)] | None = None
+    in_reply_to: Id | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> InteractiveAttributes:
@@ -240,10 +262,58 @@ class InteractiveAttributes(_Attrs):
         return self
 
 
-class TemplateAttributes(_Attrs):
+TemplateText = Annotated[SafeStr, Field(min_length=1, max_length=1024)]
+
+
+class TemplateHeaderMedia(_Attrs):
+    """The media of a template whose header is an image, video or document."""
+
+    type: Literal["image", "video", "document"]
+    link: Annotated[SafeStr, Field(max_length=2048, pattern=r"^https://\S+$")] | None = None
+    id: Annotated[SafeStr, Field(max_length=128)] | None = None
+    filename: Annotated[SafeStr, Field(max_length=240)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TemplateHeaderMedia:
+        if (self.link is None) == (self.id is None):
+            raise ValueError("give exactly one of `link` or `id`")
+        return self
+
+
+class TemplateButtonParameter(_Attrs):
+    """The variable part of a template button: a URL suffix, or a quick-reply payload."""
+
+    index: Annotated[int, Field(ge=0, le=9)]
+    sub_type: Literal["url", "quick_reply", "copy_code"] = "url"
+    text: TemplateText
+
+
+class TemplateSpec(_Attrs):
+    """An approved WhatsApp template and the values of its variables.
+
+    ``parameters`` fills the body's ``{{1}}``, ``{{2}}``, ... in order (a list), or its named
+    variables (an object); ``header_parameters`` a text header's; ``components`` is sent to
+    Meta as given, for shapes the other fields do not cover.
+    """
+
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,512}$")]
     language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")]
+    parameters: (
+        Annotated[list[TemplateText], Field(max_length=100)]
+        | Annotated[
+            dict[Annotated[str, Field(pattern=r"^[a-z0-9_]{1,64}$")], TemplateText], Field(max_length=100)
+        ]
+    ) = Field(default_factory=list)
+    header_parameters: Annotated[list[TemplateText], Field(max_length=1)] = Field(default_factory=list)
+    header_media: TemplateHeaderMedia | None = None
+    button_parameters: Annotated[list[TemplateButtonParameter], Field(max_length=10)] = Field(
+        default_factory=list
+    )
     components: Annotated[list[JsonObject], Field(max_length=20)] = Field(default_factory=list)
+
+
+class TemplateAttributes(_Attrs):
+    template: TemplateSpec
 
 
 ATTRIBUTE_RULES: dict[str, type[_Attrs]] = {
@@ -256,18 +326,24 @@ ATTRIBUTE_RULES: dict[str, type[_Attrs]] = {
     "contact_card": ContactCardAttributes,
     "interactive": InteractiveAttributes,
     "template": TemplateAttributes,
+    "sticker": MediaAttributes,
+    "reaction": ReactionAttributes,
 }
 #: Content types whose ``content`` (the visible text) may be left out.
-CONTENT_OPTIONAL = frozenset({"image", "audio", "video", "file", "location", "contact_card", "template"})
+CONTENT_OPTIONAL = frozenset(
+    {"image", "audio", "video", "file", "sticker", "location", "contact_card", "template", "reaction"}
+)
 
 
 def checked_message(body: CreateMessage, *, attachment_count: int) -> tuple[str | None, dict[str, Any]]:
     """The content and normalised content_attributes, or InvalidInput naming the field."""
-    if body.private and body.content_type not in ("text", *MEDIA_CONTENT_TYPES):
+    if body.private and body.content_type not in ("text", *(MEDIA_CONTENT_TYPES - {"sticker"})):
         raise InvalidInput("private notes are text (with optional attachments)", field="content_type")
     rules = ATTRIBUTE_RULES[body.content_type]
     try:
-        attributes = rules.model_validate(body.content_attributes).model_dump(exclude_none=True)
+        attributes = rules.model_validate(body.content_attributes).model_dump(
+            exclude_none=True, exclude_defaults=True
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -306,6 +382,13 @@ class MessagePreview(Output):
     created_at: datetime
 
 
+class ServiceWindow(Output):
+    """WhatsApp's 24-hour customer-service window: free-form replies only while it is open."""
+
+    open: bool
+    expires_at: datetime | None = Field(description="24 hours after the customer's last message")
+
+
 class ConversationOut(Output):
     id: int
     display_id: int
@@ -320,6 +403,7 @@ class ConversationOut(Output):
     additional_attributes: dict[str, Any]
     last_activity_at: datetime
     last_incoming_at: datetime | None
+    service_window: ServiceWindow
     snoozed_until: datetime | None
     unread_count: int
     last_message: MessagePreview | None

@@ -3,6 +3,7 @@
 from whatwut.accounts.models import AccessToken, Account, AccountUser, User
 from whatwut.audit.models import AuditLog
 from whatwut.canned_responses.models import CannedResponse
+from whatwut.channels.whatsapp.template_models import WhatsAppReadReceipt, WhatsAppTemplate
 from whatwut.contacts.models import Contact, ContactInbox
 from whatwut.conversations.models import Attachment, Conversation, ConversationRead, Message
 from whatwut.db.base import Base
@@ -31,4 +32,6 @@ __all__ = [
     "Team",
     "TeamMember",
     "User",
+    "WhatsAppReadReceipt",
+    "WhatsAppTemplate",
 ]
