@@ -3,7 +3,12 @@
 from whatwut.accounts.models import AccessToken, Account, AccountUser, User
 from whatwut.audit.models import AuditLog
 from whatwut.canned_responses.models import CannedResponse
-from whatwut.channels.whatsapp.template_models import WhatsAppReadReceipt, WhatsAppTemplate
+from whatwut.channels.whatsapp.models import (
+    WhatsAppContact,
+    WhatsAppInboundEvent,
+    WhatsAppInstance,
+    WhatsAppMessage,
+)
 from whatwut.contacts.models import Contact, ContactInbox
 from whatwut.conversations.models import Attachment, Conversation, ConversationRead, Message
 from whatwut.db.base import Base
@@ -32,6 +37,8 @@ __all__ = [
     "Team",
     "TeamMember",
     "User",
-    "WhatsAppReadReceipt",
-    "WhatsAppTemplate",
+    "WhatsAppContact",
+    "WhatsAppInboundEvent",
+    "WhatsAppInstance",
+    "WhatsAppMessage",
 ]

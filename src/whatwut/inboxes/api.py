@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from whatwut.accounts.auth import AccountAdmin, AccountMember
+from whatwut.channels.whatsapp import service as whatsapp
 from whatwut.inboxes import service
 from whatwut.inboxes.models import Inbox
 from whatwut.inboxes.schemas import InboxCreate, InboxMemberOut, InboxMembersUpdate, InboxOut, InboxUpdate
@@ -50,6 +51,7 @@ async def create_inbox(
     admin: AccountAdmin, body: InboxCreate, session: DbSession, context: Context
 ) -> InboxOut:
     inbox = await service.create_inbox(session, context, admin.account_id, body, actor_user_id=admin.user.id)
+    await whatsapp.on_inbox_created(session, inbox)
     return _out(inbox)
 
 
@@ -68,6 +70,8 @@ async def update_inbox(
     inbox = await service.update_inbox(
         session, context, admin.account_id, inbox_id, body, actor_user_id=admin.user.id
     )
+    if body.channel is not None:
+        await whatsapp.sync_instance(session, inbox)
     return _out(inbox)
 
 

@@ -31,7 +31,7 @@ TASK_MODULES: tuple[str, ...] = (
     "whatwut.jobs.tasks",
     "whatwut.realtime.tasks",
     "whatwut.conversations.tasks",
-    "whatwut.channels.whatsapp.outbound_tasks",
+    "whatwut.channels.whatsapp.cloud.tasks",
 )
 
 #: Seconds a stopping worker waits for running jobs before aborting them (they run again later).

@@ -222,27 +222,45 @@ def upgrade() -> None:
     sa.UniqueConstraint('team_id', 'user_id', name=op.f('uq_team_members_team_id'))
     )
     op.create_index(op.f('ix_team_members_user_id'), 'team_members', ['user_id'], unique=False)
-    op.create_table('whatsapp_templates',
+    op.create_table('whatsapp_inbound_events',
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('inbox_id', sa.BigInteger(), nullable=False),
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('event_key', sa.String(length=320), nullable=False),
+    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('outcome', sa.Text(), nullable=True),
+    sa.CheckConstraint("kind IN ('message', 'status')", name=op.f('ck_whatsapp_inbound_events_kind')),
+    sa.ForeignKeyConstraint(['inbox_id'], ['inboxes.id'], name=op.f('fk_whatsapp_inbound_events_inbox_id_inboxes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_whatsapp_inbound_events')),
+    sa.UniqueConstraint('inbox_id', 'kind', 'event_key', name=op.f('uq_whatsapp_inbound_events_inbox_id'))
+    )
+    op.create_index('ix_whatsapp_inbound_events_pending', 'whatsapp_inbound_events', ['id'], unique=False, postgresql_where=sa.text('processed_at IS NULL'))
+    op.create_table('whatsapp_instances',
     sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('inbox_id', sa.BigInteger(), nullable=False),
-    sa.Column('meta_id', sa.String(length=64), nullable=True),
-    sa.Column('name', sa.String(length=512), nullable=False),
-    sa.Column('language', sa.String(length=16), nullable=False),
-    sa.Column('status', sa.String(length=32), nullable=False),
-    sa.Column('category', sa.String(length=32), nullable=True),
-    sa.Column('parameter_format', sa.String(length=16), server_default='POSITIONAL', nullable=False),
-    sa.Column('components', postgresql.JSONB(astext_type=sa.Text()), server_default='[]', nullable=False),
-    sa.Column('body_parameter_count', sa.Integer(), server_default='0', nullable=False),
-    sa.Column('synced_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('instance_key', sa.String(length=64), nullable=False),
+    sa.Column('connection_type', sa.String(length=16), nullable=False),
+    sa.Column('status', sa.String(length=16), server_default='pending', nullable=False),
+    sa.Column('phone_number', sa.String(length=32), nullable=True),
+    sa.Column('qr_code', sa.Text(), nullable=True),
+    sa.Column('settings', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
     sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_whatsapp_templates_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['inbox_id'], ['inboxes.id'], name=op.f('fk_whatsapp_templates_inbox_id_inboxes'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_whatsapp_templates')),
-    sa.UniqueConstraint('inbox_id', 'name', 'language', name=op.f('uq_whatsapp_templates_inbox_id'))
+    sa.CheckConstraint("connection_type IN ('cloud_api', 'web', 'sandbox')", name=op.f('ck_whatsapp_instances_connection_type')),
+    sa.CheckConstraint("status IN ('pending', 'connected', 'disconnected', 'error')", name=op.f('ck_whatsapp_instances_status')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_whatsapp_instances_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['inbox_id'], ['inboxes.id'], name=op.f('fk_whatsapp_instances_inbox_id_inboxes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_whatsapp_instances')),
+    sa.UniqueConstraint('inbox_id', name=op.f('uq_whatsapp_instances_inbox_id')),
+    sa.UniqueConstraint('instance_key', name=op.f('uq_whatsapp_instances_instance_key'))
     )
-    op.create_index('ix_whatsapp_templates_account', 'whatsapp_templates', ['account_id', 'inbox_id', 'status'], unique=False)
+    op.create_index(op.f('ix_whatsapp_instances_account_id'), 'whatsapp_instances', ['account_id'], unique=False)
     op.create_table('conversations',
     sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('display_id', sa.Integer(), nullable=False),
@@ -281,6 +299,23 @@ def upgrade() -> None:
     op.create_index('ix_conversations_recent', 'conversations', ['account_id', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
     op.create_index('ix_conversations_snoozed', 'conversations', ['snoozed_until'], unique=False, postgresql_where=sa.text("status = 'snoozed'"))
     op.create_index('ix_conversations_team', 'conversations', ['team_id', 'status', sa.literal_column('last_activity_at DESC'), sa.literal_column('id DESC')], unique=False)
+    op.create_table('whatsapp_contacts',
+    sa.Column('contact_id', sa.BigInteger(), nullable=False),
+    sa.Column('whatsapp_instance_id', sa.BigInteger(), nullable=False),
+    sa.Column('whatsapp_id', sa.String(length=64), nullable=False),
+    sa.Column('business_user_id', sa.String(length=128), nullable=True),
+    sa.Column('profile_name', sa.String(length=255), nullable=True),
+    sa.Column('profile_picture_url', sa.Text(), nullable=True),
+    sa.Column('is_business', sa.Boolean(), server_default='false', nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['contact_id'], ['contacts.id'], name=op.f('fk_whatsapp_contacts_contact_id_contacts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['whatsapp_instance_id'], ['whatsapp_instances.id'], name=op.f('fk_whatsapp_contacts_whatsapp_instance_id_whatsapp_instances'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_whatsapp_contacts')),
+    sa.UniqueConstraint('whatsapp_instance_id', 'whatsapp_id', name=op.f('uq_whatsapp_contacts_whatsapp_instance_id'))
+    )
+    op.create_index(op.f('ix_whatsapp_contacts_contact_id'), 'whatsapp_contacts', ['contact_id'], unique=False)
     op.create_table('conversation_reads',
     sa.Column('conversation_id', sa.BigInteger(), nullable=False),
     sa.Column('user_id', sa.BigInteger(), nullable=False),
@@ -339,23 +374,35 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_attachments'))
     )
     op.create_index(op.f('ix_attachments_message_id'), 'attachments', ['message_id'], unique=False)
-    op.create_table('whatsapp_read_receipts',
+    op.create_table('whatsapp_messages',
     sa.Column('message_id', sa.BigInteger(), nullable=False),
-    sa.Column('account_id', sa.BigInteger(), nullable=False),
-    sa.Column('conversation_id', sa.BigInteger(), nullable=False),
-    sa.Column('sent_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_whatsapp_read_receipts_account_id_accounts'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_whatsapp_read_receipts_message_id_messages'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('message_id', name=op.f('pk_whatsapp_read_receipts'))
+    sa.Column('whatsapp_instance_id', sa.BigInteger(), nullable=False),
+    sa.Column('whatsapp_message_id', sa.String(length=255), nullable=False),
+    sa.Column('media_type', sa.String(length=16), nullable=True),
+    sa.Column('media_id', sa.String(length=64), nullable=True),
+    sa.Column('media_url', sa.Text(), nullable=True),
+    sa.Column('media_mime_type', sa.String(length=255), nullable=True),
+    sa.Column('media_sha256', sa.String(length=128), nullable=True),
+    sa.Column('media_status', sa.String(length=16), nullable=True),
+    sa.Column('location_data', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('contact_vcard', sa.Text(), nullable=True),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_whatsapp_messages_message_id_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['whatsapp_instance_id'], ['whatsapp_instances.id'], name=op.f('fk_whatsapp_messages_whatsapp_instance_id_whatsapp_instances'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_whatsapp_messages')),
+    sa.UniqueConstraint('message_id', name=op.f('uq_whatsapp_messages_message_id')),
+    sa.UniqueConstraint('whatsapp_instance_id', 'whatsapp_message_id', name=op.f('uq_whatsapp_messages_whatsapp_instance_id'))
     )
-    op.create_index(op.f('ix_whatsapp_read_receipts_conversation_id'), 'whatsapp_read_receipts', ['conversation_id'], unique=False)
+    op.create_index('ix_whatsapp_messages_wamid', 'whatsapp_messages', ['whatsapp_message_id'], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
-    op.drop_index(op.f('ix_whatsapp_read_receipts_conversation_id'), table_name='whatsapp_read_receipts')
-    op.drop_table('whatsapp_read_receipts')
+    op.drop_index('ix_whatsapp_messages_wamid', table_name='whatsapp_messages')
+    op.drop_table('whatsapp_messages')
     op.drop_index(op.f('ix_attachments_message_id'), table_name='attachments')
     op.drop_table('attachments')
     op.drop_index('uq_messages_inbox_source', table_name='messages', postgresql_where=sa.text('source_id IS NOT NULL'))
@@ -365,6 +412,8 @@ def downgrade() -> None:
     op.drop_index('ix_messages_account_id', table_name='messages')
     op.drop_table('messages')
     op.drop_table('conversation_reads')
+    op.drop_index(op.f('ix_whatsapp_contacts_contact_id'), table_name='whatsapp_contacts')
+    op.drop_table('whatsapp_contacts')
     op.drop_index('ix_conversations_team', table_name='conversations')
     op.drop_index('ix_conversations_snoozed', table_name='conversations', postgresql_where=sa.text("status = 'snoozed'"))
     op.drop_index('ix_conversations_recent', table_name='conversations')
@@ -374,8 +423,10 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_conversations_contact_id'), table_name='conversations')
     op.drop_index('ix_conversations_assignee', table_name='conversations')
     op.drop_table('conversations')
-    op.drop_index('ix_whatsapp_templates_account', table_name='whatsapp_templates')
-    op.drop_table('whatsapp_templates')
+    op.drop_index(op.f('ix_whatsapp_instances_account_id'), table_name='whatsapp_instances')
+    op.drop_table('whatsapp_instances')
+    op.drop_index('ix_whatsapp_inbound_events_pending', table_name='whatsapp_inbound_events', postgresql_where=sa.text('processed_at IS NULL'))
+    op.drop_table('whatsapp_inbound_events')
     op.drop_index(op.f('ix_team_members_user_id'), table_name='team_members')
     op.drop_table('team_members')
     op.drop_index(op.f('ix_inbox_members_user_id'), table_name='inbox_members')
