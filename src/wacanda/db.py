@@ -70,8 +70,13 @@ def sqlalchemy_url(url: str) -> str:
     raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got {url.split(':', 1)[0]}://")
 
 
-def connect_args(application_name: str = "wacanda") -> dict[str, str]:
-    return {"application_name": application_name, "options": f"-c search_path={SEARCH_PATH}"}
+# procrastinate's own connections see only Wacanda's copy of its functions: with ``public`` on the
+# path too, WhatWut's same-named functions (over a different enum type) make calls ambiguous.
+JOBS_SEARCH_PATH = "wacanda,pg_catalog"
+
+
+def connect_args(application_name: str = "wacanda", search_path: str = SEARCH_PATH) -> dict[str, str]:
+    return {"application_name": application_name, "options": f"-c search_path={search_path}"}
 
 
 def make_engine(libpq: str, *, pool_size: int = 5) -> AsyncEngine:

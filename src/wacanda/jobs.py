@@ -18,7 +18,7 @@ from procrastinate.psycopg_connector import PsycopgConnector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from wacanda.db import connect_args
+from wacanda.db import JOBS_SEARCH_PATH, connect_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUEUE = "wacanda"
@@ -53,7 +53,10 @@ async def run_worker(database_url: str, *, concurrency: int, install_signal_hand
     for module in TASK_MODULES:
         importlib.import_module(module)
     connector = PsycopgConnector(
-        conninfo=database_url, min_size=1, max_size=concurrency + 2, kwargs=connect_args("wacanda-worker")
+        conninfo=database_url,
+        min_size=1,
+        max_size=concurrency + 2,
+        kwargs=connect_args("wacanda-worker", JOBS_SEARCH_PATH),
     )
     with queue.replace_connector(connector):
         async with queue.open_async():

@@ -54,7 +54,7 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-Session = Annotated[AsyncSession, Depends(db_session)]
+Session = Annotated[AsyncSession, Depends(db_session, scope="function")]  # committed before the answer
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -130,7 +130,7 @@ async def _read_uploads(
             message = errors[0]["msg"] if errors else "not valid JSON"
             raise InvalidInput(f"{field}: {message}", field=field) from None
         return body.knowledge_base, body.tags, [(body.name, body.text.encode())]
-    if content_type != "multipart/form-data":
+    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
         raise InvalidInput("send multipart/form-data with files, or JSON with name and text", field="body")
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=50, max_part_size=64 * 1024)

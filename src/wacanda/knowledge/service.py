@@ -41,6 +41,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_KNOWLEDGE_BASE = "default"
 EVENTS_CHANNEL = "wacanda_documents"
 EMBED_BATCH = 16
+MIN_CENTROID_CHUNKS = 8
 MAX_TAGS = 20
 ProgressCallback = Callable[[int, int], None]
 
@@ -391,7 +392,11 @@ async def _go_live(session: AsyncSession, document_id: int) -> Document | None:
 
 
 async def refresh_centroids(session: AsyncSession, knowledge_base_id: int) -> None:
-    """Per-language mean vectors of the live chunks (``*`` = all of them), for language debiasing."""
+    """Per-language mean vectors of the live chunks (``*`` = all of them), for language debiasing.
+
+    A language with only a few chunks gets no centroid of its own (its chunks are centred on
+    ``*``): the mean of one chunk is that chunk, and subtracting it would cancel its score.
+    """
     await session.execute(
         text("DELETE FROM wacanda.language_centroids WHERE knowledge_base_id = :kb;"),
         {"kb": knowledge_base_id},
@@ -402,12 +407,13 @@ async def refresh_centroids(session: AsyncSession, knowledge_base_id: int) -> No
             INSERT INTO wacanda.language_centroids (knowledge_base_id, language, centroid, chunk_count)
             SELECT :kb, language, avg(embedding), count(*) FROM wacanda.document_embeddings
              WHERE knowledge_base_id = :kb AND is_live AND language <> '' GROUP BY language
+            HAVING count(*) >= :minimum
             UNION ALL
             SELECT :kb, '*', avg(embedding), count(*) FROM wacanda.document_embeddings
              WHERE knowledge_base_id = :kb AND is_live HAVING count(*) > 0
             """
         ),
-        {"kb": knowledge_base_id},
+        {"kb": knowledge_base_id, "minimum": MIN_CENTROID_CHUNKS},
     )
 
 

@@ -31,6 +31,20 @@ def _procrastinate_schema() -> None:
     assert driver is not None
     driver.execute("SET LOCAL search_path = wacanda, public")
     driver.execute(SchemaManager.get_schema())
+    # Pin the functions' own lookups to this schema, whatever the caller's search_path.
+    driver.execute(
+        """
+        DO $$
+        DECLARE f regprocedure;
+        BEGIN
+            FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                      WHERE n.nspname = 'wacanda' AND p.proname LIKE 'procrastinate%'
+            LOOP
+                EXECUTE format('ALTER FUNCTION %s SET search_path = wacanda, pg_catalog', f);
+            END LOOP;
+        END $$
+        """
+    )
     driver.execute("SET LOCAL search_path = wacanda, public")
 
 

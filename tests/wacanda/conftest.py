@@ -1,0 +1,97 @@
+"""Wacanda test fixtures: the module's database (cloned from the WhatWut template) with Wacanda's
+own migrations applied, and the real Wacanda app served over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from tests.support import free_port
+from wacanda.app import create_app
+from wacanda.db import libpq_url
+from wacanda.migrate import upgrade_to_head
+from wacanda.settings import Settings
+
+SERVICE_KEY = "wacanda-test-service-key"
+
+
+@dataclass(frozen=True)
+class WacandaServer:
+    url: str
+    database_url: str  # libpq form
+    key: str
+
+    def headers(self, account_id: int) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", "X-Account-Id": str(account_id)}
+
+
+def wacanda_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "DATABASE_URL": database_url,
+        "WHATWUT_DATA_DIR": str(data_dir),
+        "WACANDA_API_KEY": SERVICE_KEY,
+        "WACANDA_LOG_LEVEL": "WARNING",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def wacanda_db(database_url: str) -> str:
+    """The module's database (WhatWut's schema already there) with Wacanda's schema added."""
+    url = libpq_url(database_url, Path("/nonexistent"))
+    upgrade_to_head(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def wacanda_live(wacanda_db: str, data_root: Path, request: pytest.FixtureRequest) -> Iterator[WacandaServer]:
+    data_dir = data_root / ("wacanda-" + request.module.__name__.rsplit(".", 1)[-1])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(wacanda_settings(wacanda_db, data_dir)),
+        host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"wacanda-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Wacanda server did not start")
+        time.sleep(0.02)
+    try:
+        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=wacanda_db, key=SERVICE_KEY)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def wacanda(wacanda_live: WacandaServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
+        yield http
+
+
+def wait_processed(
+    client: httpx.Client, headers: dict[str, str], document_id: int, timeout: float = 90
+) -> dict:  # type: ignore[type-arg]
+    """Poll the document's status until it leaves ``processing``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(f"/functions/v1/document-status/{document_id}", headers=headers)
+        assert response.status_code == 200, response.text
+        status = response.json()
+        if status["status"] != "processing":
+            return status  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"document {document_id} still processing: {status}")
+        time.sleep(0.1)
