@@ -11,9 +11,9 @@ Channels call :func:`record_incoming_message` for what customers send and
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -56,6 +56,7 @@ from whatwut.conversations.schemas import (
     ReadState,
     SearchHit,
     Sender,
+    ServiceWindow,
     UpdateConversation,
     checked_message,
     sanitize_json,
@@ -115,6 +116,43 @@ _MAGIC: dict[str, tuple[bytes, ...]] = {
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# --- channel hooks: channels register what they add; conversations never import channels --------
+
+#: The job that delivers a pending reply, and the one that sends read receipts, per channel type.
+DELIVERY_JOBS: dict[str, str] = {
+    "whatsapp_cloud": "whatsapp.deliver_message",
+    "whatsapp_sandbox": "whatsapp.deliver_message",
+}
+READ_RECEIPT_JOBS: dict[str, str] = {
+    "whatsapp_cloud": "whatsapp.mark_read",
+    "whatsapp_sandbox": "whatsapp.mark_read",
+}
+#: ``(session, inbox, content_type, content, attributes) -> (content, attributes)``: a channel's
+#: own rules for what its inboxes can send (e.g. only synced, approved WhatsApp templates).
+OutgoingCheck = Callable[
+    [AsyncSession, Inbox, str, str | None, dict[str, Any]], Awaitable[tuple[str | None, dict[str, Any]]]
+]
+_OUTGOING_CHECKS: dict[str, list[OutgoingCheck]] = {}
+
+
+def register_outgoing_check(channel_types: Sequence[str], check: OutgoingCheck) -> None:
+    for channel_type in channel_types:
+        checks = _OUTGOING_CHECKS.setdefault(channel_type, [])
+        if check not in checks:
+            checks.append(check)
+
+
+SERVICE_WINDOW = timedelta(hours=24)
+
+
+def service_window(last_incoming_at: datetime | None, now: datetime | None = None) -> ServiceWindow:
+    """WhatsApp's customer-service window: open for 24 hours after the customer's last message."""
+    if last_incoming_at is None:
+        return ServiceWindow(open=False, expires_at=None)
+    expires_at = last_incoming_at + SERVICE_WINDOW
+    return ServiceWindow(open=(now or _now()) < expires_at, expires_at=expires_at)
 
 
 @dataclass(frozen=True)
@@ -332,6 +370,7 @@ def _conversation_out(row: Any) -> ConversationOut:
         additional_attributes=dict(conversation.additional_attributes or {}),
         last_activity_at=conversation.last_activity_at,
         last_incoming_at=conversation.last_incoming_at,
+        service_window=service_window(conversation.last_incoming_at),
         snoozed_until=conversation.snoozed_until,
         unread_count=int(unread or 0),
         last_message=MessagePreview(
@@ -806,6 +845,7 @@ async def mark_read(session: AsyncSession, agent: Agent, conversation_id: int) -
             select(func.coalesce(func.max(Message.id), 0)).where(Message.conversation_id == conversation.id)
         )
     ).scalar_one()
+    await _defer_read_receipt(session, agent, conversation)
     statement = insert(ConversationRead).values(
         conversation_id=conversation.id,
         user_id=agent.user_id,
@@ -823,6 +863,33 @@ async def mark_read(session: AsyncSession, agent: Agent, conversation_id: int) -
     )
     await session.execute(statement)
     return ReadState(conversation_id=conversation.id, last_read_message_id=int(latest), unread_count=0)
+
+
+async def _defer_read_receipt(session: AsyncSession, agent: Agent, conversation: Conversation) -> None:
+    """Channels with read receipts (WhatsApp's blue ticks) hear of customer messages newly read."""
+    inbox = await inboxes.get_inbox(session, conversation.account_id, conversation.inbox_id)
+    task = READ_RECEIPT_JOBS.get(inbox.channel_type)
+    if task is None:
+        return
+    seen = select(ConversationRead.last_read_message_id).where(
+        ConversationRead.conversation_id == conversation.id, ConversationRead.user_id == agent.user_id
+    )
+    newest = (
+        await session.execute(
+            select(func.max(Message.id)).where(
+                Message.conversation_id == conversation.id,
+                Message.message_type == "incoming",
+                Message.id > func.coalesce(seen.scalar_subquery(), 0),
+            )
+        )
+    ).scalar_one_or_none()
+    if newest is not None:
+        args = {
+            "account_id": conversation.account_id,
+            "conversation_id": conversation.id,
+            "message_id": newest,
+        }
+        await defer(session, task, args)
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -947,6 +1014,9 @@ async def create_message(
         raise InvalidInput("attachments are not accepted here", field="attachments")
     checked = [_checked_upload(upload, storage) for upload in uploads] if storage else []
     inbox: Inbox = await inboxes.get_inbox(session, agent.account_id, conversation.inbox_id)
+    if not body.private:
+        for check in _OUTGOING_CHECKS.get(inbox.channel_type, ()):
+            content, attributes = await check(session, inbox, body.content_type, content, attributes)
     stored = [await storage.put(upload.data) for upload in uploads] if storage else []
     message = Message(
         account_id=conversation.account_id,
@@ -979,6 +1049,9 @@ async def create_message(
     if not body.private:
         conversation.last_activity_at = _now()
     await session.flush()
+    delivery_job = DELIVERY_JOBS.get(inbox.channel_type)
+    if delivery_job is not None and message.status == "pending":
+        await defer(session, delivery_job, {"account_id": message.account_id, "message_id": message.id})
     return await _announce(session, conversation, message)
 
 
@@ -1199,6 +1272,85 @@ async def get_attachment(session: AsyncSession, agent: Agent, attachment_id: int
     if attachment is None or attachment.storage_key is None:
         raise NotFound("attachment not found", field="attachment_id")
     return attachment
+
+
+# --- for channels delivering replies ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutgoingDelivery:
+    """A reply as a channel needs it: the message (row-locked), its files, and whom to send it to."""
+
+    message: Message
+    attachments: list[Attachment]
+    #: The customer's id on the channel (a WhatsApp ``wa_id``), or their phone's digits.
+    recipient: str | None
+    #: The ``source_id`` of the message ``in_reply_to`` names, when it is in the same conversation.
+    quoted_source_id: str | None
+
+
+async def outgoing_delivery(
+    session: AsyncSession, account_id: int, message_id: int
+) -> OutgoingDelivery | None:
+    """Lock an outgoing message for sending (one sender at a time); ``None`` if it is gone."""
+    message = (
+        await session.execute(
+            select(Message)
+            .where(Message.id == message_id, Message.account_id == account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+    if message is None:
+        return None
+    row = (
+        await session.execute(
+            select(ContactInbox.source_id, Contact.phone_number)
+            .select_from(Conversation)
+            .join(Contact, Contact.id == Conversation.contact_id)
+            .outerjoin(ContactInbox, ContactInbox.id == Conversation.contact_inbox_id)
+            .where(Conversation.id == message.conversation_id)
+        )
+    ).one_or_none()
+    recipient = None
+    if row is not None:
+        recipient = row[0] or (re.sub(r"\D", "", row[1]) if row[1] else None)
+    quoted = (message.content_attributes or {}).get("in_reply_to")
+    quoted_source_id = None
+    if isinstance(quoted, int):
+        quoted_source_id = (
+            await session.execute(
+                select(Message.source_id).where(
+                    Message.id == quoted, Message.conversation_id == message.conversation_id
+                )
+            )
+        ).scalar_one_or_none()
+    attachments = (
+        await session.execute(
+            select(Attachment).where(Attachment.message_id == message.id).order_by(Attachment.id)
+        )
+    ).scalars()
+    return OutgoingDelivery(
+        message=message,
+        attachments=list(attachments),
+        recipient=recipient,
+        quoted_source_id=quoted_source_id,
+    )
+
+
+async def conversation_message(
+    session: AsyncSession, account_id: int, conversation_id: int, message_id: int
+) -> Message | None:
+    """A message of this conversation (a channel resolving ``in_reply_to`` or a read receipt)."""
+    return (
+        await session.execute(
+            select(Message).where(
+                Message.id == message_id,
+                Message.account_id == account_id,
+                Message.conversation_id == conversation_id,
+            )
+        )
+    ).scalar_one_or_none()
 
 
 # --- for channels changing what customers sent (reactions, edits, revokes, late media) -----------

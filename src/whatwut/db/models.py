@@ -9,6 +9,7 @@ from whatwut.channels.whatsapp.models import (
     WhatsAppInstance,
     WhatsAppMessage,
 )
+from whatwut.channels.whatsapp.template_models import WhatsAppReadReceipt, WhatsAppTemplate
 from whatwut.contacts.models import Contact, ContactInbox
 from whatwut.conversations.models import Attachment, Conversation, ConversationRead, Message
 from whatwut.db.base import Base
@@ -41,4 +42,6 @@ __all__ = [
     "WhatsAppInboundEvent",
     "WhatsAppInstance",
     "WhatsAppMessage",
+    "WhatsAppReadReceipt",
+    "WhatsAppTemplate",
 ]

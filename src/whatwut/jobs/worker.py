@@ -31,6 +31,7 @@ TASK_MODULES: tuple[str, ...] = (
     "whatwut.jobs.tasks",
     "whatwut.realtime.tasks",
     "whatwut.conversations.tasks",
+    "whatwut.channels.whatsapp.outbound_tasks",
     "whatwut.channels.whatsapp.cloud.tasks",
 )
 
