@@ -388,7 +388,7 @@ def test_the_last_administrator_cannot_be_demoted_or_removed(live: LiveServer, c
     assert [(row["id"], row["role"]) for row in me] == [(admin.user_id, "administrator")]
 
 
-def test_removing_an_agent_ends_their_access_and_team_membership(
+def test_removing_an_agent_ends_their_access_and_team_and_inbox_membership(
     live: LiveServer, client: httpx.Client, db_conn: psycopg.Connection[Any]
 ) -> None:
     admin = new_account(live, client)
@@ -399,10 +399,19 @@ def test_removing_an_agent_ends_their_access_and_team_membership(
         json={"user_ids": [agent.user_id]},
         headers=admin.headers,
     )
+    inbox = client.post(
+        admin.path("inboxes"), json={"name": "Web", "channel": {"type": "api"}}, headers=admin.headers
+    ).json()
+    members_path = admin.path(f"inboxes/{inbox['id']}/members")
+    members = client.post(members_path, json={"user_ids": [agent.user_id]}, headers=admin.headers)
+    assert members.status_code in (200, 201), members.text
     assert client.delete(admin.path(f"agents/{agent.user_id}"), headers=admin.headers).status_code == 204
     assert_problem(client.get(admin.path("agents"), headers=agent.headers), 404)
     assert db_conn.execute(
         "SELECT count(*) FROM team_members WHERE user_id = %s", (agent.user_id,)
+    ).fetchone() == (0,)
+    assert db_conn.execute(
+        "SELECT count(*) FROM inbox_members WHERE user_id = %s", (agent.user_id,)
     ).fetchone() == (0,)
     assert db_conn.execute("SELECT count(*) FROM users WHERE id = %s", (agent.user_id,)).fetchone() == (1,)
     assert_problem(client.delete(admin.path(f"agents/{agent.user_id}"), headers=admin.headers), 404)

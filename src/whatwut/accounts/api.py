@@ -35,6 +35,7 @@ from whatwut.accounts.schemas import (
     ProfileAccount,
     SessionResponse,
 )
+from whatwut.inboxes import service as inboxes
 from whatwut.kit.deps import Context, DbSession
 from whatwut.kit.errors import NotPermitted
 from whatwut.kit.schemas import Page, PageMeta
@@ -356,6 +357,7 @@ async def update_agent(user_id: Id, body: AgentUpdate, admin: AccountAdmin, sess
 async def remove_agent(user_id: Id, admin: AccountAdmin, session: DbSession) -> None:
     await service.remove_agent(session, admin.account_id, user_id, actor_user_id=admin.user.id)
     await teams.remove_user_from_account_teams(session, admin.account_id, user_id)
+    await inboxes.remove_user_from_account_inboxes(session, admin.account_id, user_id)
 
 
 # --- the account ------------------------------------------------------------------------------

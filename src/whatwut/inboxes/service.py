@@ -448,3 +448,13 @@ async def remove_members(
             {"added": [], "removed": sorted(unwanted & before)},
         )
     return sorted(before - unwanted)
+
+
+async def remove_user_from_account_inboxes(session: AsyncSession, account_id: int, user_id: int) -> None:
+    """Someone who left the account leaves its inboxes too, so round robin and member lists forget them."""
+    await session.execute(
+        delete(InboxMember).where(
+            InboxMember.user_id == user_id,
+            InboxMember.inbox_id.in_(select(Inbox.id).where(Inbox.account_id == account_id)),
+        )
+    )
