@@ -11,6 +11,7 @@ from whatwut import __version__
 from whatwut.accounts.api import router as accounts_router
 from whatwut.audit.api import router as audit_router
 from whatwut.canned_responses.api import router as canned_responses_router
+from whatwut.channels.whatsapp.admin_api import router as whatsapp_admin_router
 from whatwut.channels.whatsapp.cloud.api import router as whatsapp_cloud_webhook_router
 from whatwut.contacts.api import router as contacts_router
 from whatwut.context import AppContext, set_current
@@ -42,6 +43,7 @@ API_ROUTERS = (
     jobs_router,
     audit_router,
     knowledge_proxy_router,
+    whatsapp_admin_router,
     whatsapp_cloud_webhook_router,
 )
 
