@@ -58,8 +58,11 @@ def wacanda_live(wacanda_db: str, data_root: Path, request: pytest.FixtureReques
     port = free_port()
     config = uvicorn.Config(
         create_app(wacanda_settings(wacanda_db, data_dir)),
-        host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-    )  # fmt: skip
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"wacanda-{port}", daemon=True)
     thread.start()

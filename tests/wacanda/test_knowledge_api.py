@@ -42,11 +42,11 @@ FILES: dict[str, tuple[bytes, str, str]] = {
         ),
         "how long is the warranty",
         "twelve months",
-    ),  # fmt: skip
+    ),
     "guide.docx": (docx_bytes(), "pickup fee in brazil", "R$ 10"),
     "faq.csv": (
-        "question,answer\nComo pago minha fatura?,Pague com Pix no aplicativo da Lumen.\n"
-        "Can I keep my number?,Yes, port it in the app in one day.\n".encode(),
+        b"question,answer\nComo pago minha fatura?,Pague com Pix no aplicativo da Lumen.\n"
+        b"Can I keep my number?,Yes, port it in the app in one day.\n",
         "como pago a fatura",
         "Pix",
     ),
@@ -102,8 +102,13 @@ def loaded(wacanda_live: WacandaServer) -> tuple[int, dict[str, str]]:
     account = new_account()
     headers = wacanda_live.headers(account)
     with httpx.Client(base_url=wacanda_live.url, timeout=60) as client:
-        response = upload(client, headers, [(name, content) for name, (content, _, _) in FILES.items()],
-                          kb="help", tags="public,v1")  # fmt: skip
+        response = upload(
+            client,
+            headers,
+            [(name, content) for name, (content, _, _) in FILES.items()],
+            kb="help",
+            tags="public,v1",
+        )
         assert response.status_code == 202, response.text
         documents = response.json()["documents"]
         assert [d["status"] for d in documents] == ["processing"] * len(FILES)
@@ -185,7 +190,7 @@ def test_document_list_pages_with_a_cursor_and_shows_details(
 def test_another_account_sees_none_of_it(
     wacanda: httpx.Client, wacanda_live: WacandaServer, loaded: tuple[int, dict[str, str]]
 ) -> None:
-    account, headers = loaded
+    _account, headers = loaded
     other = wacanda_live.headers(new_account())
     assert search(wacanda, other, "refund") == []
     assert (
@@ -406,8 +411,11 @@ def test_an_emoji_only_query_finds_nothing(wacanda: httpx.Client, loaded: tuple[
 def test_the_api_needs_the_service_key_and_an_account(
     wacanda: httpx.Client, headers: dict[str, str], status: int, field: str | None
 ) -> None:
-    for method, path in [("GET", "/functions/v1/document-search?q=hi"), ("GET", "/functions/v1/documents"),
-                         ("POST", "/functions/v1/document-embed")]:  # fmt: skip
+    for method, path in [
+        ("GET", "/functions/v1/document-search?q=hi"),
+        ("GET", "/functions/v1/documents"),
+        ("POST", "/functions/v1/document-embed"),
+    ]:
         response = wacanda.request(method, path, headers=headers)
         assert response.status_code == status, (path, response.text)
         assert response.json().get("field") == field
@@ -438,9 +446,12 @@ def test_progress_events_stream_over_sse(wacanda: httpx.Client, wacanda_live: Wa
     ready = threading.Event()
 
     def listen() -> None:
-        with httpx.Client(base_url=wacanda_live.url, timeout=60) as client, client.stream(
-            "GET", "/functions/v1/document-events", headers=headers, params={"knowledge_base": "events"}
-        ) as stream:  # fmt: skip
+        with (
+            httpx.Client(base_url=wacanda_live.url, timeout=60) as client,
+            client.stream(
+                "GET", "/functions/v1/document-events", headers=headers, params={"knowledge_base": "events"}
+            ) as stream,
+        ):
             name = None
             for line in stream.iter_lines():
                 if line.startswith("event:"):
