@@ -7,7 +7,9 @@ proxy routes where it listens (``WACANDA_URL``) and which service key to send (`
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from whatwut.knowledge_proxy.client import API_KEY_FILE, load_or_create_key
 from whatwut.settings import Settings
 
 log = structlog.get_logger(__name__)
+PR_SET_PDEATHSIG = 1
 
 
 def start_wacanda(settings: Settings, *, port: int) -> subprocess.Popen[bytes] | None:
@@ -40,12 +43,21 @@ def start_wacanda(settings: Settings, *, port: int) -> subprocess.Popen[bytes] |
     }
     if settings.database_url:
         env["DATABASE_URL"] = settings.database_url
-    process = subprocess.Popen([*command, "serve"], env=env)  # noqa: S603 (our own command)
+    process = subprocess.Popen(  # noqa: S603 (our own command)
+        [*command, "serve"], env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None
+    )
     os.environ["WACANDA_URL"] = f"http://127.0.0.1:{port}"
     os.environ["WACANDA_API_KEY"] = key
     atexit.register(_stop, process)
     log.info("wacanda.started", pid=process.pid, url=os.environ["WACANDA_URL"])
     return process
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when ``whatwut serve`` ends, however it ends (uvicorn re-raises
+    the signal that stopped it, so ``atexit`` handlers do not always run)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
