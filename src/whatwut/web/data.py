@@ -33,6 +33,8 @@ from whatwut.web.views import (
 )
 
 LIST_PAGE = 25
+#: Channels with WhatsApp's 24-hour customer-service window.
+WINDOWED_CHANNELS = ("whatsapp_cloud", "whatsapp_sandbox")
 MESSAGES_PAGE = 50
 #: Members listed in the assign dropdown; accounts larger than this assign through the API.
 MAX_AGENTS = 200
@@ -209,6 +211,9 @@ async def conversation(
         snoozed_until=found.snoozed_until,
         created_at=found.created_at,
     )
+    if view.inbox.channel_type in WINDOWED_CHANNELS:
+        view.window_open = found.service_window.open
+        view.window_expires_at = found.service_window.expires_at
     if with_messages:
         view.messages, view.older_cursor = await messages(session, member, conversation_id)
     return view

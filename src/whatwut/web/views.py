@@ -132,3 +132,6 @@ class ConversationView:
     created_at: datetime | None = None
     messages: list[MessageView] = field(default_factory=list)
     older_cursor: str | None = None
+    #: WhatsApp's 24-hour window (``None`` for channels without one): free text only while open.
+    window_open: bool | None = None
+    window_expires_at: datetime | None = None
