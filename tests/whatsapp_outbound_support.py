@@ -125,7 +125,8 @@ def wait_for_jobs(db: Db, task_name: str, count: int, *, timeout: float = 15.0) 
     deadline = time.monotonic() + timeout
     while True:
         rows = db.execute(
-            "SELECT id, status::text, attempts, args FROM procrastinate_jobs WHERE task_name = %s ORDER BY id",
+            "SELECT id, status::text, attempts, args FROM procrastinate_jobs "
+            "WHERE task_name = %s ORDER BY id",
             (task_name,),
         ).fetchall()
         done = [r for r in rows if r[1] in ("succeeded", "failed", "cancelled", "aborted")]
