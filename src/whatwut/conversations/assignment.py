@@ -24,7 +24,10 @@ async def choose_assignee(session: AsyncSession, *, account_id: int, inbox_id: i
         await session.execute(
             select(Inbox)
             .where(Inbox.id == inbox_id, Inbox.account_id == account_id)
-            .with_for_update()
+            # NO KEY UPDATE: still one chooser at a time, but no conflict with the key-share locks
+            # that inserts referencing the inbox take (contact_inboxes, conversations); FOR UPDATE
+            # deadlocked against them and the display-id lock under concurrent new customers.
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.channels.whatsapp import service as whatsapp
@@ -606,6 +606,17 @@ async def _process_message(
         attributes["in_reply_to"] = quoted.id
     profile_name = contact.profile.name if contact.profile else None
     phone = sender if sender.isdigit() else None
+    # One customer's events one at a time, before any row lock: two ids of the same person (a
+    # ``wa_id`` and a ``from`` spelled differently) would otherwise lock the contact and the
+    # conversation counter in opposite orders.
+    person = re.sub(r"\D", "", sender) or sender
+    await session.execute(
+        select(
+            func.pg_advisory_xact_lock(
+                func.hashtextextended(f"whatsapp.sender:{inbox.account_id}:{person}", 0)
+            )
+        )
+    )
     _contact, contact_inbox = await contacts.find_or_create_by_source(
         session, inbox.account_id, inbox.id, sender, name=profile_name or phone or sender, phone_number=phone
     )

@@ -12,6 +12,7 @@ instead of an error. Two layers:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -29,6 +30,8 @@ T = TypeVar("T")
 WHATSAPP_OBJECT = "whatsapp_business_account"
 #: Longest id kept as a deduplication key (Meta's wamids are ~60 characters).
 MAX_KEY_LENGTH = 255
+#: Meta's phone number ids are numeric; anything else cannot be one of our inboxes.
+_PHONE_NUMBER_ID = re.compile(r"^[0-9]{1,32}$")
 
 
 def _lenient(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
@@ -277,7 +280,7 @@ def split_delivery(body: dict[str, Any]) -> Delivery:
             phone_number_id = metadata.get("phone_number_id") if isinstance(metadata, dict) else None
             if isinstance(phone_number_id, int) and not isinstance(phone_number_id, bool):
                 phone_number_id = str(phone_number_id)
-            if not isinstance(phone_number_id, str) or not phone_number_id:
+            if not isinstance(phone_number_id, str) or not _PHONE_NUMBER_ID.match(phone_number_id):
                 delivery.ignored += 1
                 continue
             delivery.changes.append(_change_events(phone_number_id, value, metadata))
