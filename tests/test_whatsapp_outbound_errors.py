@@ -274,3 +274,37 @@ def test_a_job_for_a_message_of_another_account_does_nothing(
         count(db_conn, "SELECT count(*) FROM procrastinate_jobs WHERE task_name = %s", DELIVER),
     )
     assert _message_sends(graph) == []
+
+
+def test_an_attachment_missing_from_storage_fails_the_reply_without_retrying(
+    live: LiveServer,
+    graph: FakeGraphServer,
+    client: httpx.Client,
+    admin: Actor,
+    conversation_id: int,
+    db_conn: Db,
+) -> None:
+    row = db_conn.execute(
+        "INSERT INTO messages (account_id, conversation_id, inbox_id, message_type, content, content_type, "
+        "status, sender_type, sender_id) SELECT account_id, id, inbox_id, 'outgoing', 'lost', 'image', "
+        "'pending', 'user', %s FROM conversations WHERE id = %s RETURNING id",
+        (admin.user_id, conversation_id),
+    ).fetchone()
+    assert row is not None
+    message_id = int(row[0])
+    db_conn.execute(
+        "INSERT INTO attachments (account_id, message_id, file_type, mime_type, file_name, byte_size, "
+        "storage_key) VALUES (%s, %s, 'image', 'image/png', 'gone.png', 10, %s)",
+        (admin.account_id, message_id, "0" * 64),
+    )
+
+    async def deliver(context: AppContext) -> None:
+        async with transaction(context.sessionmaker) as session:
+            await defer(session, DELIVER, {"account_id": admin.account_id, "message_id": message_id})
+
+    live.run(deliver)
+    settled = wait_for_message(client, admin, conversation_id, message_id)
+    assert settled["status"] == "failed"
+    assert "'gone.png' is missing from storage" in settled["external_error"]
+    assert [status for _id, status, _a in _jobs_of(db_conn, message_id)] == ["succeeded"]
+    assert graph.state.requests_to("media_upload") == [] and _message_sends(graph) == []

@@ -84,7 +84,10 @@ def graph_client(context: AppContext, inbox: Inbox) -> GraphClient:
 async def _media_ref(context: AppContext, provider: WhatsAppProvider, attachment: Attachment) -> MediaRef:
     """Upload the stored file (WhatsApp then serves it by id), or pass a public link through."""
     if attachment.storage_key:
-        data = await storage_for(context.settings).get(attachment.storage_key)
+        try:
+            data = await storage_for(context.settings).get(attachment.storage_key)
+        except NotFound:
+            raise Undeliverable(f"the file of {attachment.file_name!r} is missing from storage") from None
         media_id = await provider.upload_media(data, attachment.mime_type, attachment.file_name)
         return MediaRef(id=media_id)
     if attachment.external_url and attachment.external_url.startswith("https://"):
@@ -267,6 +270,14 @@ async def deliver_message(
     if gave_up is not None:
         raise GaveUp(f"message {message_id}: {gave_up}") from gave_up
     return outcome
+
+
+async def mark_failed(context: AppContext, *, account_id: int, message_id: int, reason: str) -> None:
+    """Fail a reply whose last attempt broke in an unexpected way, so it does not stay pending."""
+    async with transaction(context.sessionmaker) as session:
+        await conversations.update_delivery_status(
+            session, account_id=account_id, message_id=message_id, status="failed", external_error=reason
+        )
 
 
 # --- read receipts --------------------------------------------------------------------------------

@@ -41,9 +41,21 @@ async def deliver_message(context: JobContext, account_id: int, message_id: int)
     """Send a pending WhatsApp reply (skipped when it was already sent)."""
     attempts = context.job.attempts if context.job is not None else 0
     final = attempts + 1 >= get_current().settings.whatsapp_send_max_attempts
-    outcome = await outbound.deliver_message(
-        get_current(), account_id=account_id, message_id=message_id, final_attempt=final
-    )
+    try:
+        outcome = await outbound.deliver_message(
+            get_current(), account_id=account_id, message_id=message_id, final_attempt=final
+        )
+    except outbound.GaveUp:
+        raise
+    except Exception:
+        if final:
+            await outbound.mark_failed(
+                get_current(),
+                account_id=account_id,
+                message_id=message_id,
+                reason="WhatWut could not send this message (an internal error; the server log has details)",
+            )
+        raise
     return outcome.result
 
 
