@@ -1,4 +1,4 @@
-"""The ``whatwut`` command line: serve, worker, migrate, create-admin."""
+"""The ``whatwut`` command line: serve, worker, migrate, create-admin, sandbox send."""
 
 from __future__ import annotations
 
@@ -78,13 +78,28 @@ def serve(
         from whatwut.knowledge_proxy.launcher import start_wacanda
 
         start_wacanda(settings, port=port + 1)
+    sandbox_target = None
     if demo:
+        from whatwut.channels.whatsapp.sandbox import prepare_sandbox
+        from whatwut.channels.whatsapp.sandbox.service import local_base_url
+
         credentials = asyncio.run(bootstrap.seed_demo(settings))
+        sandbox_target = asyncio.run(
+            prepare_sandbox(settings, credentials.account_id, base_url=local_base_url(host, port))
+        )
         console.print(
             f"\n[bold green]WhatWut demo is ready[/]  http://{host}:{port}/\n"
             f"  sign in as [bold]{credentials.email}[/] / [bold]{credentials.password}[/]\n"
+            f"  chat as a WhatsApp customer: http://{host}:{port}/sandbox"
+            f'  (or [bold]whatwut sandbox send --from +15550001 "hi"[/])\n'
         )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", proxy_headers=True)
+    app = create_app(settings)
+    if sandbox_target is not None:
+        from whatwut.channels.whatsapp.sandbox import install_sandbox
+        from whatwut.channels.whatsapp.sandbox.service import local_base_url
+
+        install_sandbox(app, sandbox_target, base_url=local_base_url(host, port))
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True)
 
 
 @cli.command()
@@ -105,6 +120,62 @@ def worker(
     settings = get_settings()
     bootstrap.prepare(settings)
     asyncio.run(run_worker_forever(settings, concurrency=concurrency or settings.worker_concurrency))
+
+
+sandbox_cli = typer.Typer(help="Chat with a running `whatwut serve --demo` as a WhatsApp customer.")
+cli.add_typer(sandbox_cli, name="sandbox")
+
+
+@sandbox_cli.command("send")
+def sandbox_send(
+    sender: Annotated[str, typer.Option("--from", help="The customer's phone number, e.g. +15550001")],
+    text: Annotated[str, typer.Argument(help="What the customer writes")],
+    url: Annotated[str, typer.Option(help="The running server")] = "http://127.0.0.1:3000",
+    name: Annotated[str | None, typer.Option(help="The customer's WhatsApp profile name")] = None,
+) -> None:
+    """Send TEXT to the demo's WhatsApp sandbox inbox, as a signed Cloud API webhook.
+
+    Needs a server started with `whatwut serve --demo`; agents' answers show at URL/sandbox.
+    """
+    import httpx
+
+    body: dict[str, str] = {"from": sender, "text": text}
+    if name:
+        body["name"] = name
+    endpoint = url.rstrip("/") + "/sandbox/api/messages"
+    try:
+        response = httpx.post(endpoint, json=body, timeout=30)
+    except httpx.HTTPError as exc:
+        reason = exc.__class__.__name__
+        _fail(f"no WhatWut server answers at {url} ({reason}); start one with `whatwut serve --demo`")
+        return
+    if response.status_code == 404:
+        _fail(f"the server at {url} has no WhatsApp sandbox; start it with `whatwut serve --demo`")
+    if response.status_code >= 400:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = {}
+        flag = {"from": "--from", "phone": "--from", "text": "TEXT", "name": "--name"}.get(
+            str(problem.get("field")), "input"
+        )
+        _fail(f"{flag}: {problem.get('detail') or response.text[:200]} (HTTP {response.status_code})")
+    sent = response.json()
+    message = sent["message"]
+    out = Console()
+    if sent["webhook_status"] != 200:
+        console.print(
+            f"[bold red]error:[/] the webhook endpoint answered {sent['webhook_status']}: "
+            f"{message.get('error')}"
+        )
+        raise typer.Exit(code=1)
+    out.print(
+        f"{sent['name']} ({sent['phone']}) sent {message['wamid']}: webhook answered 200, "
+        f"delivered to the sandbox inbox (id {sent['inbox_id']}). "
+        f"Replies show at {url.rstrip('/')}{sent['chat_url']}",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ async def seed_demo_account(session: AsyncSession, context: AppContext, account_
     """Add the demo's inboxes, agents and sample conversations (each domain adds its part)."""
     await _seed_website_inbox_labels_and_replies(session, context, account_id)
     await _seed_sample_conversations(session, account_id)
+    await _seed_whatsapp_sandbox(session, context, account_id)
 
 
 async def _seed_website_inbox_labels_and_replies(
@@ -111,3 +112,14 @@ async def _seed_sample_conversations(session: AsyncSession, account_id: int) -> 
                 content=text,
                 source_id=f"{source_id}-{index}",
             )
+
+
+async def _seed_whatsapp_sandbox(session: AsyncSession, context: AppContext, account_id: int) -> None:
+    """The "WhatsApp sandbox" Cloud API inbox (``whatwut serve --demo`` points it at its own port)."""
+    from whatwut.channels.whatsapp.sandbox.service import ensure_sandbox_inbox, graph_url_for
+
+    existing = await inboxes.find_inbox_by_name(session, account_id, "WhatsApp sandbox")
+    graph_url = existing.settings.get("graph_url") if existing is not None else None
+    await ensure_sandbox_inbox(
+        session, context, account_id, graph_url=str(graph_url or graph_url_for("http://127.0.0.1:3000"))
+    )
