@@ -27,6 +27,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    union,
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -259,24 +260,36 @@ def _tsquery(q: str) -> ColumnElement[Any]:
     return func.websearch_to_tsquery(_TS_CONFIG, q)
 
 
+def _phone_digits(q: str) -> str | None:
+    """The digits to look for in contacts' phone numbers, when ``q`` looks like a number."""
+    digits = re.sub(r"\D", "", q)
+    return digits if len(digits) >= 4 and re.fullmatch(r"[\d\s+()\-.]+", q) else None
+
+
 def _matches(account_id: int, q: str) -> ColumnElement[bool]:
-    """Full text over the conversation's messages, or the contact's name, email or phone."""
+    """Full text over the conversation's messages, or the contact's name, email or phone.
+
+    Two ``IN`` lists and no contacts join, for the counts; lists page through :func:`_q_page_ids`.
+    """
     query = _tsquery(q)
     in_messages = select(Message.conversation_id).where(
         Message.account_id == account_id, Message.content_tsv.op("@@")(query)
     )
-    matches: list[ColumnElement[bool]] = [
-        Conversation.id.in_(in_messages),
-        Contact.search_tsv.op("@@")(query),
-    ]
-    digits = re.sub(r"\D", "", q)
-    if len(digits) >= 4 and re.fullmatch(r"[\d\s+()\-.]+", q):
-        matches.append(Contact.phone_number.contains(digits))
-    return or_(*matches)
+    contact_matches: list[ColumnElement[bool]] = [Contact.search_tsv.op("@@")(query)]
+    digits = _phone_digits(q)
+    if digits:
+        contact_matches.append(Contact.phone_number.contains(digits))
+    in_contacts = select(Contact.id).where(Contact.account_id == account_id, or_(*contact_matches))
+    return or_(Conversation.id.in_(in_messages), Conversation.contact_id.in_(in_contacts))
 
 
 def _conditions(
-    agent: Agent, filters: ConversationFilters, visible: list[int] | None, *, by_assignee: bool = True
+    agent: Agent,
+    filters: ConversationFilters,
+    visible: list[int] | None,
+    *,
+    by_assignee: bool = True,
+    with_q: bool = True,
 ) -> list[ColumnElement[bool]]:
     conditions = _scope(agent.account_id, visible)
     if filters.status != "all":
@@ -291,7 +304,7 @@ def _conditions(
         conditions.append(Conversation.team_id == filters.team_id)
     if filters.labels:
         conditions.append(Conversation.labels.contains(list(filters.labels)))
-    if filters.q:
+    if with_q and filters.q:
         conditions.append(_matches(agent.account_id, filters.q))
     return conditions
 
@@ -400,6 +413,53 @@ def _list_cursor(cursor: str) -> tuple[datetime, int]:
     return moment, last_id
 
 
+def _ordered_ids(query: Any, conditions: Sequence[ColumnElement[bool]], size: int) -> Any:
+    """One page of ``(id, last_activity_at)``, newest activity first, as the list index runs."""
+    return (
+        query.where(*conditions)
+        .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
+        .limit(size)
+    )
+
+
+def _q_page_ids(account_id: int, q: str, conditions: Sequence[ColumnElement[bool]], size: int) -> Any:
+    """The page's ids for a text search: a ``UNION`` of ordered, limited branches, not an ``OR``.
+
+    An ``OR`` of "a message matches" and "the contact matches" forces a join of every contact and
+    a pass over every matching message; apart, each branch gets its own plan (a walk down the list
+    index for a common word, the GIN index for a rare one) and stops after ``size`` rows.
+    """
+    query = _tsquery(q)
+    columns = select(Conversation.id, Conversation.last_activity_at)
+    in_messages = (
+        select(literal_column("1"))
+        .select_from(Message)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.account_id == account_id,
+            Message.content_tsv.op("@@")(query),
+        )
+        .exists()
+    )
+    with_contact = columns.join(Contact, Contact.id == Conversation.contact_id)
+    branches = [
+        _ordered_ids(columns, [*conditions, in_messages], size),
+        _ordered_ids(with_contact, [*conditions, Contact.search_tsv.op("@@")(query)], size),
+    ]
+    digits = _phone_digits(q)
+    if digits:
+        branches.append(
+            _ordered_ids(with_contact, [*conditions, Contact.phone_number.contains(digits)], size)
+        )
+    found = union(*branches).subquery("found")
+    return (
+        select(found.c.id)
+        .order_by(found.c.last_activity_at.desc(), found.c.id.desc())
+        .limit(size)
+        .subquery("page")
+    )
+
+
 async def list_conversations(
     session: AsyncSession,
     agent: Agent,
@@ -410,14 +470,18 @@ async def list_conversations(
 ) -> tuple[list[ConversationOut], str | None]:
     """A page, most recent activity first (keyset on ``last_activity_at, id``)."""
     visible = await visible_inbox_ids(session, agent)
-    conditions = _conditions(agent, filters, visible)
+    conditions = _conditions(agent, filters, visible, with_q=False)
     if cursor:
         at, last_id = _list_cursor(cursor)
         conditions.append(tuple_(Conversation.last_activity_at, Conversation.id) < tuple_(at, last_id))
-    statement = (
-        _list_statement(agent, conditions)
-        .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc())
-        .limit(limit + 1)
+    if filters.q:
+        page_ids = _q_page_ids(agent.account_id, filters.q, conditions, limit + 1)
+    else:
+        columns = select(Conversation.id, Conversation.last_activity_at)
+        page_ids = _ordered_ids(columns, conditions, limit + 1).subquery("page")
+    # Page first, then decorate: contacts, reads, unread counts and last messages for these rows only.
+    statement = _list_statement(agent, [Conversation.id.in_(select(page_ids.c.id))]).order_by(
+        Conversation.last_activity_at.desc(), Conversation.id.desc()
     )
     rows = (await session.execute(statement)).all()
     page = [_conversation_out(row) for row in rows[:limit]]
@@ -440,8 +504,6 @@ async def conversation_counts(
         func.count().filter(Conversation.assignee_id.is_not(None)),
         func.count(),
     ).where(*conditions)
-    if filters.q:
-        statement = statement.select_from(Conversation).join(Contact, Contact.id == Conversation.contact_id)
     mine, unassigned, assigned, total = (await session.execute(statement)).one()
     return ConversationCounts(
         mine_count=mine, unassigned_count=unassigned, assigned_count=assigned, all_count=total
@@ -1233,13 +1295,15 @@ async def search_messages(
         if not isinstance(after, int) or isinstance(after, bool):
             raise InvalidInput("cursor is not valid; use meta.next_cursor as given", field="cursor")
         conditions.append(Message.id < after)
+    # The page of ids on ``messages`` alone (the GIN index or the primary key, whichever is
+    # cheaper), then ``display_id`` for those rows: joined first, the GIN plan looks dear.
+    page_ids = select(Message.id).where(*conditions).order_by(Message.id.desc()).limit(limit + 1)
     rows = (
         await session.execute(
             select(Message, Conversation.display_id)
             .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(*conditions, Conversation.account_id == agent.account_id)
+            .where(Message.id.in_(page_ids), Conversation.account_id == agent.account_id)
             .order_by(Message.id.desc())
-            .limit(limit + 1)
         )
     ).all()
     hits = [
