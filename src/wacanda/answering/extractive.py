@@ -30,11 +30,21 @@ from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS
 MAX_ANSWER_CHARS = 600  # a WhatsApp message a customer reads without scrolling
 MAX_SENTENCES = 3
 PASSAGES_CONSIDERED = 4
+SENTENCES_EMBEDDED = 12
 # The best fused score a passage can get: first in both retrievers.
 _TOP_FUSED = sum(DEFAULT_WEIGHTS.values()) / (DEFAULT_RRF_K + 1)
 
 # Fitted by ``bench/answer_quality.py --fit`` (logistic regression, L2) on the support corpus.
-FEATURES = ("top_score", "margin", "agreement", "semantic", "coverage", "answer_coverage")
+FEATURES = (
+    "top_score",
+    "margin",
+    "agreement",
+    "semantic",
+    "coverage",
+    "answer_coverage",
+    "coverage_all",
+    "cross_language",
+)
 WEIGHTS = {
     "top_score": 1.0,
     "margin": 0.5,
@@ -42,6 +52,8 @@ WEIGHTS = {
     "semantic": 4.0,
     "coverage": 3.0,
     "answer_coverage": 1.0,
+    "coverage_all": 0.0,
+    "cross_language": 0.0,
 }
 BIAS = -5.0
 
@@ -101,7 +113,7 @@ class ExtractiveAnswerer:
             return ExtractiveAnswer(None, [], 0.0, dict.fromkeys(FEATURES, 0.0))
         chosen = self._choose(scored)
         text, citations, cited = self._compose(chosen, considered, language)
-        features = self._features(question, considered, scored, chosen)
+        features = self._features(question, passages, scored, chosen, language)
         return ExtractiveAnswer(text, citations, confidence_from(features), features, chosen, cited)
 
     # -- scoring --------------------------------------------------------------------------------
@@ -116,25 +128,31 @@ class ExtractiveAnswerer:
                 candidates.append((p_index, position, sentence, f"{heading}\n{sentence}"))
         if not candidates:
             return []
-        semantic = self._similarities(question, [c[3] for c in candidates])
         top = passages[0].score or 1.0
-        scored = []
-        for (p_index, position, sentence, _), similarity in zip(candidates, semantic, strict=True):
+        partial = []
+        for p_index, _position, sentence, embedded in candidates:
             passage = passages[p_index]
             sentence_terms = set(content_terms(sentence))
             heading_terms = set(content_terms(" ".join(passage.heading_path)))
+            lexical = 0.0
             if question_terms:
-                lexical = (
-                    len(question_terms & sentence_terms)
-                    + 0.5 * len(question_terms & (heading_terms - sentence_terms))
-                ) / len(question_terms)
-            else:
-                lexical = 0.0
-            prior = passage.score / top
+                in_heading = question_terms & (heading_terms - sentence_terms)
+                lexical = (len(question_terms & sentence_terms) + 0.5 * len(in_heading)) / len(question_terms)
             quantity = 0.1 if asks_quantity and numbers(sentence) else 0.0
-            semantic_norm = min(1.0, max(0.0, (similarity - 0.72) / 0.18))
-            score = 0.45 * semantic_norm + 0.35 * lexical + 0.2 * prior + quantity
-            scored.append(ScoredSentence(sentence, p_index, position, lexical, float(similarity), score))
+            partial.append((0.35 * lexical + 0.2 * passage.score / top + quantity, lexical, embedded))
+        # Only the most promising sentences are embedded: the cost stays bounded per question.
+        shortlist = sorted(range(len(candidates)), key=lambda i: -partial[i][0])[:SENTENCES_EMBEDDED]
+        similarities = dict(
+            zip(shortlist, self._similarities(question, [partial[i][2] for i in shortlist]), strict=True)
+        )
+        scored = []
+        for i, (p_index, position, sentence, _) in enumerate(candidates):
+            similarity = similarities.get(i)
+            semantic_norm = 0.0 if similarity is None else min(1.0, max(0.0, (similarity - 0.72) / 0.18))
+            score = 0.45 * semantic_norm + partial[i][0]
+            scored.append(
+                ScoredSentence(sentence, p_index, position, partial[i][1], similarity or 0.0, score)
+            )
         return sorted(scored, key=lambda s: -s.score)
 
     def _similarities(self, question: str, texts: list[str]) -> list[float]:
@@ -204,6 +222,7 @@ class ExtractiveAnswerer:
         passages: Sequence[Passage],
         scored: list[ScoredSentence],
         chosen: list[ScoredSentence],
+        language: str,
     ) -> dict[str, float]:
         top = passages[0]
         other = next((p for p in passages[1:] if p.document != top.document), None)
@@ -221,7 +240,13 @@ class ExtractiveAnswerer:
         answer_terms = set(content_terms(" ".join(s.text for s in chosen)))
         coverage = len(question_terms & context_terms) / len(question_terms) if question_terms else 0.0
         answer_coverage = len(question_terms & answer_terms) / len(question_terms) if question_terms else 0.0
+        all_terms = set(
+            content_terms(" ".join(" ".join([p.title, *p.heading_path, p.text]) for p in passages))
+        )
+        coverage_all = len(question_terms & all_terms) / len(question_terms) if question_terms else 0.0
         return {
+            "coverage_all": coverage_all,
+            "cross_language": 0.0 if passage_language(best_passage) == language else 1.0,
             "top_score": min(1.0, top.score / _TOP_FUSED),
             "margin": max(0.0, min(1.0, margin)),
             "agreement": agreement,

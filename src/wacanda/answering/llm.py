@@ -3,7 +3,9 @@
 :class:`OpenAIChatModel` uses the ``openai`` SDK against ``OPENAI_BASE_URL`` (OpenAI, Azure,
 vLLM, Ollama, llama.cpp's server …). The SDK retries connection errors, 408/409/429 and 5xx with
 exponential backoff; every failure that is left (timeouts, refusals, a malformed body) becomes
-one :class:`LLMError`, so the pipeline has one thing to catch before it falls back.
+one :class:`LLMError`, so the pipeline has one thing to catch before it falls back. The pipeline
+retries on its own (``RAGConfig.llm_retries``, short backoff), so the client's own retries default
+to none: retries would otherwise multiply.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class OpenAIChatModel:
         base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 20.0,
-        max_retries: int = 2,
+        max_retries: int = 0,
         client: Any = None,
     ) -> None:
         if client is None:

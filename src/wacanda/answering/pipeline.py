@@ -264,6 +264,9 @@ class AnsweringPipeline:
             except (LLMError, TimeoutError) as error:
                 events.append(f"llm_error:{type(error).__name__}:{error}")
                 log.warning("llm failed attempt=%s error=%s", attempts, error)
+                if not streaming and attempts <= config.llm_retries:
+                    await asyncio.sleep(min(2.0, 0.2 * 2 ** (attempts - 1)))  # back off, then retry
+                    continue
                 if streaming or attempts > config.llm_retries:
                     async for event in self._after_llm_failure(
                         standalone, language, mood, passages, extractive, events
