@@ -28,7 +28,13 @@ async def get_db_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-Context = Annotated[AppContext, Depends(get_context)]
+async def _context(request: Request) -> AppContext:
+    # ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request
+    # (measured on the webhook path: ~15% of the server's CPU; bench/webhook_ingest.py).
+    return get_context(request)
+
+
+Context = Annotated[AppContext, Depends(_context)]
 #: ``scope="function"`` commits before the response is sent: with FastAPI's default ("request")
 #: the commit runs after the client already has its answer, so its next request could miss the
 #: write, and a failing commit could no longer turn into an error response.
