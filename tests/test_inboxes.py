@@ -304,7 +304,10 @@ def test_demo_seed_adds_website_inbox_labels_and_replies_once(live, client: http
 
     live.run(run)
     inboxes = client.get(admin.path("inboxes"), headers=admin.headers).json()["data"]
-    assert [(i["name"], i["channel_type"]) for i in inboxes] == [("Website", "api")]
+    assert [(i["name"], i["channel_type"]) for i in inboxes] == [
+        ("Website", "api"),
+        ("WhatsApp sandbox", "whatsapp_cloud"),
+    ]
     members = client.get(admin.path(f"inboxes/{inboxes[0]['id']}/members"), headers=admin.headers).json()
     assert [m["id"] for m in members["data"]] == [admin.user_id]
     labels = client.get(admin.path("labels"), headers=admin.headers).json()["data"]
