@@ -62,6 +62,8 @@ CANDIDATES = 50  # chunks each retriever hands to fusion
 SETUP_SQL = (
     "CREATE SCHEMA IF NOT EXISTS bench;\n"
     + fulltext.OR_TSQUERY_FUNCTION.format(schema="bench")
+    + ";\n"
+    + fulltext.OR_TSQUERY_EXCEPT_FUNCTION.format(schema="bench")
     + ";\nDROP TABLE IF EXISTS bench.chunks;\n"
     + f"""CREATE TABLE bench.chunks (
     id integer PRIMARY KEY,
@@ -72,17 +74,33 @@ SETUP_SQL = (
     tsv tsvector GENERATED ALWAYS AS ({fulltext.TSVECTOR_EXPRESSION}) STORED
 );"""
 )
-_QUERY = fulltext.QUERY_EXPRESSION.format(schema="bench", config="config", query="%(q)s")
+_QUERY = fulltext.QUERY_EXPRESSION.format(schema="bench", config="configs.config", query="%(q)s")
+_MATCH = fulltext.MATCH_EXPRESSION.format(
+    schema="bench", config="configs.config", query="%(q)s", excluded="common.lexemes"
+)
+_COMMON = fulltext.common_lexemes_sql(
+    "(SELECT q.lexeme, coalesce(max(f.ndoc), 0) AS chunks FROM query_lexemes q"
+    " LEFT JOIN bench.lexeme_frequencies f ON f.word = q.lexeme GROUP BY q.lexeme) AS counts"
+).replace(":threshold", "%(threshold)s")
+# As Wacanda's search runs it (knowledge/search.py): match on the query's less common lexemes,
+# rank on all of them.
 FTS_SQL = (
     f"""
-WITH query AS (
-    SELECT config, {_QUERY} AS tsq
-    FROM (SELECT DISTINCT config FROM bench.chunks) AS configs
-)"""
+WITH configs AS (
+    SELECT DISTINCT config FROM bench.chunks
+), query_lexemes AS (
+    SELECT DISTINCT lexeme
+      FROM configs, unnest(tsvector_to_array(to_tsvector(configs.config, %(q)s))) AS lexeme
+    UNION SELECT unnest(tsvector_to_array(to_tsvector('simple', %(q)s)))
+), common AS (
+    SELECT ({_COMMON}) AS lexemes
+), query AS (
+    SELECT configs.config, {_QUERY} AS tsq, {_MATCH} AS match_q FROM configs, common
+)""".replace("{", "{{").replace("}", "}}")
     + """
 SELECT chunks.id
 FROM bench.chunks AS chunks JOIN query USING (config)
-WHERE chunks.tsv @@ query.tsq
+WHERE chunks.tsv @@ query.match_q
 ORDER BY {rank}(chunks.tsv, query.tsq, %(norm)s) DESC, chunks.id
 LIMIT %(limit)s
 """
@@ -174,16 +192,25 @@ def index_fulltext(conn: psycopg.Connection, corpus: Corpus) -> None:
             ],
         )
     conn.execute("ANALYZE bench.chunks")
+    conn.execute(
+        "DROP TABLE IF EXISTS bench.lexeme_frequencies;"
+        " CREATE TABLE bench.lexeme_frequencies AS"
+        " SELECT word, ndoc FROM ts_stat('SELECT tsv FROM bench.chunks')"
+    )
 
 
 def fulltext_rankings(
     conn: psycopg.Connection, questions: Sequence[Question], rank: str = "ts_rank_cd", norm: int = 0
 ) -> tuple[list[list[int]], list[float]]:
     sql = FTS_SQL.format(rank=rank)
+    chunks = conn.execute("SELECT count(*) FROM bench.chunks").fetchone()[0]  # type: ignore[index]
+    threshold = fulltext.common_threshold(int(chunks))
     rankings, latencies = [], []
     for question in questions:
         started = time.perf_counter()
-        rows = conn.execute(sql, {"q": question.text, "norm": norm, "limit": CANDIDATES}).fetchall()
+        rows = conn.execute(
+            sql, {"q": question.text, "norm": norm, "limit": CANDIDATES, "threshold": threshold}
+        ).fetchall()
         latencies.append(time.perf_counter() - started)
         rankings.append([row[0] for row in rows])
     return rankings, latencies

@@ -20,6 +20,7 @@ def conn() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
             with psycopg.connect(start_embedded(Path(tmp)), autocommit=True) as connection:
                 connection.execute("CREATE SCHEMA kb")
                 connection.execute(fulltext.OR_TSQUERY_FUNCTION.format(schema="kb"))
+                connection.execute(fulltext.OR_TSQUERY_EXCEPT_FUNCTION.format(schema="kb"))
                 connection.execute(
                     "CREATE TABLE kb.chunks (id int PRIMARY KEY, config regconfig NOT NULL,"
                     " context text NOT NULL, body text NOT NULL,"
@@ -82,3 +83,43 @@ def test_emoji_only_and_stopword_only_queries_find_nothing_without_error(
     assert _search(conn, "🙂🙂👍") == []
     assert _search(conn, "the and of") == []
     assert _search(conn, "x" * 10_000 + " \\ ' : & | !") == []
+
+
+def test_excluded_lexemes_are_left_out_of_the_match_query(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    (query,) = conn.execute(
+        "SELECT kb.or_tsquery('english', 'the refunds of my phones', ARRAY['refund'])::text"
+    ).fetchone()  # type: ignore[misc]
+    assert query == "'phone'"
+
+
+def _common(
+    conn: psycopg.Connection[tuple[object, ...]], counts: list[tuple[str, int]], threshold: int
+) -> set[str]:
+    values = ", ".join(f"(%(l{i})s::text, %(c{i})s::int)" for i in range(len(counts)))
+    relation = f"(VALUES {values}) AS counts(lexeme, chunks)"
+    sql = fulltext.common_lexemes_sql(relation).replace(":threshold", "%(threshold)s")
+    params: dict[str, object] = {"threshold": threshold}
+    for i, (lexeme, chunks) in enumerate(counts):
+        params |= {f"l{i}": lexeme, f"c{i}": chunks}
+    (lexemes,) = conn.execute(sql, params).fetchone()  # type: ignore[misc]
+    return set(lexemes)
+
+
+def test_common_lexemes_are_those_in_more_chunks_than_the_threshold(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    assert _common(conn, [("the", 900), ("refund", 3), ("phone", 400)], 100) == {"the", "phone"}
+    assert _common(conn, [("refund", 3), ("unknown", 0)], 100) == set()
+
+
+def test_when_every_lexeme_is_common_the_rarest_still_matches(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    assert _common(conn, [("the", 900), ("plan", 400), ("month", 300)], 100) == {"the", "plan"}
+
+
+def test_the_common_threshold_grows_with_the_knowledge_base() -> None:
+    assert fulltext.common_threshold(100) == fulltext.COMMON_MIN_CHUNKS
+    assert fulltext.common_threshold(100_000) == 1_000

@@ -135,7 +135,7 @@ _LANGUAGE_HINTS = {
     "pt": frozenset(
         _split(
             "não você vocês voces nao quero tô to tá ta pra obrigado obrigada olá oi fatura celular "
-            "linha conta atendente atendimento humano quanto custa preciso falar com alguém posso como qual minha meu "
+            "linha conta atendente atendimento humano quanto custa preciso falar com alguém posso como qual minha meu "  # noqa: E501
             "está estou tem uma pessoa vou também já isso é são entrega loja "
         )
     ),

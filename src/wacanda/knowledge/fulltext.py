@@ -30,6 +30,43 @@ QUERY_EXPRESSION = "{schema}.or_tsquery({config}, {query}) || {schema}.or_tsquer
 
 RANK_FUNCTION = "ts_rank"
 
+# Matching ignores a knowledge base's most common lexemes (ranking still uses every lexeme): an OR
+# query containing "the", "plan" or "month" matches most chunks of a large knowledge base, and
+# ranking all of them is what makes full-text slow (ADR 0007). A lexeme is common when it is in
+# more than ``max(COMMON_MIN_CHUNKS, COMMON_RATIO * chunks)`` chunks; when every lexeme of a query
+# is common, the rarest one still matches.
+COMMON_MIN_CHUNKS = 50
+COMMON_RATIO = 0.01
+
+
+def common_threshold(chunks: int) -> int:
+    return max(COMMON_MIN_CHUNKS, int(COMMON_RATIO * chunks))
+
+
+OR_TSQUERY_EXCEPT_FUNCTION = """
+CREATE OR REPLACE FUNCTION {schema}.or_tsquery(config regconfig, query text, excluded text[]) RETURNS tsquery
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(quote_literal(lexeme), ' | ')::tsquery, ''::tsquery)
+    FROM unnest(tsvector_to_array(to_tsvector(config, query))) AS lexeme
+    WHERE position('\\' in lexeme) = 0 AND lexeme <> ALL(excluded)
+$$
+"""
+
+MATCH_EXPRESSION = (
+    "{schema}.or_tsquery({config}, {query}, {excluded}) || {schema}.or_tsquery('simple', {query}, {excluded})"
+)
+
+
+def common_lexemes_sql(lexeme_counts: str) -> str:
+    """The query's common lexemes as ``text[]``, from ``lexeme_counts`` (a relation of
+    ``(lexeme, chunks)`` for every lexeme of the query, 0 when absent), given ``:threshold``."""
+    return f"""
+    SELECT CASE WHEN bool_or(chunks <= :threshold)
+                THEN coalesce(array_agg(lexeme) FILTER (WHERE chunks > :threshold), '{{}}')
+                ELSE coalesce((array_agg(lexeme ORDER BY chunks, lexeme))[2:], '{{}}') END
+      FROM {lexeme_counts}
+    """  # noqa: S608 (composed from this module's constants)
+
 
 def tsvector_expression(config: str = "config", context: str = "context", body: str = "body") -> str:
     """``TSVECTOR_EXPRESSION`` over the caller's column names."""

@@ -158,4 +158,17 @@ class LanguageCentroid(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
-__all__ = ["Base", "Document", "DocumentEmbedding", "KnowledgeBase", "LanguageCentroid"]
+class LexemeFrequency(Base):
+    """In how many live chunks of a knowledge base each full-text lexeme occurs (``ts_stat``),
+    so that matching can skip the most common ones (ADR 0007); recomputed after ingestion."""
+
+    __tablename__ = "lexeme_frequencies"
+
+    knowledge_base_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("knowledge_bases.id", ondelete="CASCADE"), primary_key=True
+    )
+    lexeme: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunks: Mapped[int] = mapped_column(Integer)
+
+
+__all__ = ["Base", "Document", "DocumentEmbedding", "KnowledgeBase", "LanguageCentroid", "LexemeFrequency"]

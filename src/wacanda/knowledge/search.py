@@ -79,15 +79,31 @@ SELECT id, knowledge_base_id, language, embedding FROM candidates ORDER BY dista
 """
 
 _QUERY = fulltext.QUERY_EXPRESSION.format(schema="wacanda", config="configs.config", query=":text")
+_MATCH = fulltext.MATCH_EXPRESSION.format(
+    schema="wacanda", config="configs.config", query=":text", excluded="common.lexemes"
+)
+_COMMON = fulltext.common_lexemes_sql(
+    "(SELECT q.lexeme, coalesce(sum(f.chunks), 0) AS chunks FROM query_lexemes q"
+    " LEFT JOIN wacanda.lexeme_frequencies f ON f.lexeme = q.lexeme AND f.knowledge_base_id = ANY(:kbs)"
+    " GROUP BY q.lexeme) AS counts"
+)
+_COMMON_ESCAPED = _COMMON.replace("{", "{{").replace("}", "}}")  # survives .format() below
+# Match on the query's less common lexemes, rank on all of them (ADR 0007).
 _FULLTEXT_SQL = f"""
-WITH query AS (
-    SELECT configs.config, {_QUERY} AS tsq
-      FROM unnest(CAST(:configs AS regconfig[])) AS configs(config)
+WITH configs AS (
+    SELECT c.config FROM unnest(CAST(:configs AS regconfig[])) AS c(config)
+), query_lexemes AS (
+    SELECT DISTINCT lexeme
+      FROM configs, unnest(tsvector_to_array(to_tsvector(configs.config, :text))) AS lexeme
+), common AS (
+    SELECT ({_COMMON_ESCAPED}) AS lexemes
+), query AS (
+    SELECT configs.config, {_QUERY} AS rank_q, {_MATCH} AS match_q FROM configs, common
 )
 SELECT e.id
   FROM wacanda.document_embeddings e JOIN query ON e.config = query.config
- WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {{document_filter}} AND e.tsv @@ query.tsq
- ORDER BY {fulltext.RANK_FUNCTION}(e.tsv, query.tsq) DESC, e.id
+ WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {{document_filter}} AND e.tsv @@ query.match_q
+ ORDER BY {fulltext.RANK_FUNCTION}(e.tsv, query.rank_q) DESC, e.id
  LIMIT :limit
 """  # noqa: S608 (module constants only; every value is a bound parameter)
 
@@ -158,14 +174,15 @@ async def search(
             {**params, "q": _vector_literal(query_vector)},
         )
     ).all()
-    centroids = await _centroids(session, kb_ids)
+    centroids, live_chunks = await _centroids(session, kb_ids)
+    threshold = fulltext.common_threshold(live_chunks)
     vector_ranking = _debiased_ranking(session_centroids=centroids, rows=vector_rows, query=query_vector)
     fulltext_ranking = [
         int(row[0])
         for row in (
             await session.execute(
                 text(_FULLTEXT_SQL.format(document_filter=document_filter)),
-                {**params, "text": query, "configs": list(FULLTEXT_CONFIGS)},
+                {**params, "text": query, "configs": list(FULLTEXT_CONFIGS), "threshold": threshold},
             )
         ).all()
     ]
@@ -206,18 +223,21 @@ def _vector_literal(vector: Vectors) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
 
 
-async def _centroids(session: AsyncSession, kb_ids: list[int]) -> dict[int, dict[str, Vectors]]:
+async def _centroids(session: AsyncSession, kb_ids: list[int]) -> tuple[dict[int, dict[str, Vectors]], int]:
+    """Each knowledge base's language centroids, and how many live chunks they all hold."""
     rows = await session.execute(
         text(
-            "SELECT knowledge_base_id, language, centroid FROM wacanda.language_centroids"
+            "SELECT knowledge_base_id, language, centroid, chunk_count FROM wacanda.language_centroids"
             " WHERE knowledge_base_id = ANY(:kbs)"
         ),
         {"kbs": kb_ids},
     )
     centroids: dict[int, dict[str, Vectors]] = {}
-    for kb_id, language, centroid in rows.all():
+    live_chunks = 0
+    for kb_id, language, centroid, chunk_count in rows.all():
         centroids.setdefault(int(kb_id), {})[language] = _as_array(centroid)
-    return centroids
+        live_chunks += int(chunk_count) if language == "*" else 0
+    return centroids, live_chunks
 
 
 def _as_array(value: Any) -> Vectors:

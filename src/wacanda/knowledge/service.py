@@ -392,7 +392,8 @@ async def _go_live(session: AsyncSession, document_id: int) -> Document | None:
 
 
 async def refresh_centroids(session: AsyncSession, knowledge_base_id: int) -> None:
-    """Per-language mean vectors of the live chunks (``*`` = all of them), for language debiasing.
+    """Per-language mean vectors of the live chunks (``*`` = all of them), for language debiasing,
+    and the lexeme frequencies full-text matching uses.
 
     A language with only a few chunks gets no centroid of its own (its chunks are centred on
     ``*``): the mean of one chunk is that chunk, and subtracting it would cancel its score.
@@ -414,6 +415,26 @@ async def refresh_centroids(session: AsyncSession, knowledge_base_id: int) -> No
             """
         ),
         {"kb": knowledge_base_id, "minimum": MIN_CENTROID_CHUNKS},
+    )
+    await refresh_lexeme_frequencies(session, knowledge_base_id)
+
+
+async def refresh_lexeme_frequencies(session: AsyncSession, knowledge_base_id: int) -> None:
+    """How many live chunks hold each lexeme (``ts_stat``), for full-text matching (ADR 0007)."""
+    await session.execute(
+        text("DELETE FROM wacanda.lexeme_frequencies WHERE knowledge_base_id = :kb"),
+        {"kb": knowledge_base_id},
+    )
+    chunks = (  # ts_stat takes a query as text; the id is an int
+        f"SELECT tsv FROM wacanda.document_embeddings WHERE knowledge_base_id = {int(knowledge_base_id)}"  # noqa: S608
+        " AND is_live"
+    )
+    await session.execute(
+        text(
+            "INSERT INTO wacanda.lexeme_frequencies (knowledge_base_id, lexeme, chunks)"
+            " SELECT :kb, word, ndoc FROM ts_stat(:chunks)"
+        ),
+        {"kb": knowledge_base_id, "chunks": chunks},
     )
 
 

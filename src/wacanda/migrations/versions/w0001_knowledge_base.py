@@ -49,10 +49,11 @@ def _procrastinate_schema() -> None:
 
 
 def upgrade() -> None:
-    op.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    op.execute("CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public")
     op.execute("CREATE SCHEMA IF NOT EXISTS wacanda")
     _procrastinate_schema()
     op.execute(fulltext.OR_TSQUERY_FUNCTION.format(schema="wacanda"))
+    op.execute(fulltext.OR_TSQUERY_EXCEPT_FUNCTION.format(schema="wacanda"))
     op.create_table(
         "knowledge_bases",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -139,6 +140,20 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("knowledge_base_id", "language", name=op.f("pk_language_centroids")),
+        schema="wacanda",
+    )
+    op.create_table(
+        "lexeme_frequencies",
+        sa.Column("knowledge_base_id", sa.BigInteger(), nullable=False),
+        sa.Column("lexeme", sa.Text(), nullable=False),
+        sa.Column("chunks", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["knowledge_base_id"],
+            ["wacanda.knowledge_bases.id"],
+            name=op.f("fk_lexeme_frequencies_knowledge_base_id_knowledge_bases"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("knowledge_base_id", "lexeme", name=op.f("pk_lexeme_frequencies")),
         schema="wacanda",
     )
     op.create_table(
@@ -249,6 +264,7 @@ def downgrade() -> None:
         op.f("ix_document_embeddings_document_id"), table_name="document_embeddings", schema="wacanda"
     )
     op.drop_table("document_embeddings", schema="wacanda")
+    op.drop_table("lexeme_frequencies", schema="wacanda")
     op.drop_table("language_centroids", schema="wacanda")
     op.drop_index(
         "uq_documents_current_name",
