@@ -357,7 +357,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     row("Rule handoffs on the 60 questions", "", lambda m: pct(m["wrong_handoffs_questions"]))
     row("Multi-turn final correctness, 10 conversations", "", lambda m: pct(m["multi_turn_correct"]))
     lines.append(
-        "| Pipeline time per message p50 / p95 (in-memory, no LLM wait excluded) | | "
+        "| Time per message p50 / p95 (in-memory retrieval; fake LLM over HTTP included) | | "
         + " | ".join(
             f"{results[m]['latency']['p50_ms']:.0f} / {results[m]['latency']['p95_ms']:.0f} ms" for m in modes
         )
