@@ -350,8 +350,12 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     row("Citation precision (cited document = source)", "≥ 90 %", lambda m: pct(m["citation_precision"]))
     row("Abstention on 20 unanswerable", "≥ 90 %", lambda m: pct(m["abstention"]))
     for label in ("human_request", "escalation_keyword", "negative_sentiment"):
-        row(f"Handoff `{label}`: recall (right reason) / any handoff / precision", "≥ 95 % recall" if label == "human_request" else "",  # noqa: E501
-            lambda m, label=label: " / ".join(pct(m["handoff"][label][k]) for k in ("recall", "handoff_recall", "precision")))  # fmt: skip  # noqa: E501
+        goal = "≥ 95 % recall" if label == "human_request" else ""
+
+        def handoff_figures(m: dict[str, Any], label: str = label) -> str:
+            return " / ".join(pct(m["handoff"][label][k]) for k in ("recall", "handoff_recall", "precision"))
+
+        row(f"Handoff `{label}`: recall (right reason) / any handoff / precision", goal, handoff_figures)
     row("Wrong handoffs on 20 answerable (any reason / rules only)", "≤ 10 %",
         lambda m: f"{pct(m['handoff']['answerable']['wrong_handoffs'])} / {pct(m['handoff']['answerable']['wrong_rule_handoffs'])}")  # fmt: skip  # noqa: E501
     row("Rule handoffs on the 60 questions", "", lambda m: pct(m["wrong_handoffs_questions"]))
