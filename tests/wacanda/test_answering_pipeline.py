@@ -239,3 +239,21 @@ def test_context_stays_within_the_token_budget(retriever: InMemoryRetriever) -> 
     passages = retriever.search("phone prices and fees", limit=5)
     context, used = p.assemble_context(passages)
     assert 1 <= len(used) < len(passages) and retriever.embedder.count_tokens(context) <= 130
+
+
+class AwaitedRetriever:
+    """The in-memory index behind an ``async def search``, as the database search will be."""
+
+    def __init__(self, inner: InMemoryRetriever) -> None:
+        self.inner = inner
+
+    async def search(self, question: str, *, limit: int) -> list[Any]:
+        return await asyncio.to_thread(self.inner.search, question, limit=limit)
+
+
+def test_an_async_retriever_is_awaited(retriever: InMemoryRetriever) -> None:
+    p = AnsweringPipeline(
+        AwaitedRetriever(retriever), embedder=retriever.embedder, config=RAGConfig(similarity_threshold=0)
+    )
+    reply = ask(p, "how much is lumen start?")
+    assert "$25" in reply.answer and reply.citations[0].document == "plans.md"

@@ -12,6 +12,7 @@ configured): the customer always gets an answer or a person.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import unicodedata
@@ -31,7 +32,15 @@ from wacanda.answering.grounding import (
 )
 from wacanda.answering.llm import ChatMessage, ChatModel, LLMError
 from wacanda.answering.memory import ConversationMemory
-from wacanda.answering.types import Citation, Handoff, HandoffReason, Passage, Reply, Retriever
+from wacanda.answering.types import (
+    AsyncRetriever,
+    Citation,
+    Handoff,
+    HandoffReason,
+    Passage,
+    Reply,
+    Retriever,
+)
 from wacanda.answering.words import guess_language
 from wacanda.knowledge.embeddings import Embedder
 
@@ -85,7 +94,7 @@ class StreamEvent:
 class AnsweringPipeline:
     def __init__(
         self,
-        retriever: Retriever,
+        retriever: Retriever | AsyncRetriever,
         *,
         embedder: Embedder | None,
         config: RAGConfig | None = None,
@@ -146,9 +155,7 @@ class AnsweringPipeline:
             return
 
         standalone = await self._standalone(text, memory)
-        passages = await asyncio.to_thread(
-            self.retriever.search, standalone, limit=max(5, config.max_context_documents)
-        )
+        passages = await self._search(standalone, max(5, config.max_context_documents))
         extractive = await asyncio.to_thread(self.extractive.answer, standalone, passages, language)
         llm_reply: Reply | None = None
         if self.llm is not None and passages:
@@ -168,6 +175,12 @@ class AnsweringPipeline:
         yield StreamEvent(reply=reply)
 
     # -- parts ----------------------------------------------------------------------------------
+
+    async def _search(self, question: str, limit: int) -> list[Passage]:
+        """Await an async retriever; run a synchronous (CPU-bound) one in a worker thread."""
+        if inspect.iscoroutinefunction(self.retriever.search):
+            return await self.retriever.search(question, limit=limit)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.retriever.search, question, limit=limit)  # type: ignore[arg-type]
 
     async def _standalone(self, text: str, memory: ConversationMemory) -> str:
         heuristic = memory.rewrite(text)

@@ -34,6 +34,12 @@ class Retriever(Protocol):
         ...
 
 
+class AsyncRetriever(Protocol):
+    """The same, for retrieval that awaits a database (the knowledge base's search)."""
+
+    async def search(self, question: str, *, limit: int) -> list[Passage]: ...
+
+
 @dataclass(frozen=True)
 class Citation:
     """``[number]`` in an answer points at this document and heading (the plan's DocumentSource)."""
