@@ -9,7 +9,7 @@ export WHATWUT_DATA_DIR ?= $(CURDIR)/data
 # htmx and its SSE extension, from the npm registry pinned by package-lock.json (never a CDN).
 VENDOR := src/whatwut/web/static/vendor
 
-.PHONY: setup run test lint typecheck unit bench-inbox clean
+.PHONY: setup run test lint typecheck unit bench-inbox bench-webhooks clean
 
 setup: $(BIN)/.installed $(VENDOR)/.installed
 
@@ -43,6 +43,9 @@ test: setup lint typecheck unit
 
 bench-inbox: setup
 	$(BIN)/python bench/inbox_queries.py
+
+bench-webhooks: setup
+	$(BIN)/python bench/webhook_ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache node_modules $(VENDOR)

@@ -260,6 +260,22 @@ def test_an_agent_reply_reaches_the_phone_and_its_ticks_advance_to_read(demo: De
     assert next(m for m in phone_chat(demo, "15550002") if m["direction"] == "to_phone")["status"] == "read"
 
 
+def test_the_customers_ticks_turn_read_when_an_agent_opens_the_conversation(demo: DemoServer) -> None:
+    sent = send(demo, "+15550003", "Is anyone there?", name="Ticks Caio")
+    assert sent["message"]["status"] == "delivered", "two grey ticks: WhatWut accepted the webhook"
+    conversation = conversation_of(demo, "Ticks Caio")
+    opened = httpx.post(
+        demo.api(f"conversations/{conversation['id']}/update_last_seen"), headers=demo.headers
+    )
+    assert opened.status_code == 200, opened.text
+
+    def read_on_phone() -> dict[str, Any] | None:
+        mine = next(m for m in phone_chat(demo, "15550003") if m["wamid"] == sent["message"]["wamid"])
+        return mine if mine["status"] == "read" else None
+
+    eventually(read_on_phone, what="blue ticks on the customer's message")
+
+
 def test_the_customers_reply_to_a_quoted_message_links_to_it(demo: DemoServer) -> None:
     first = send(demo, "+15550004", "First question", name="Quoting Carla")
     response = httpx.post(
