@@ -233,7 +233,9 @@ async def measure_search(
         await searching.search(
             session, context.embedder, ACCOUNT, "warm up", searching.SearchFilters([kb_name])
         )
+    round_p95s: list[float] = []
     for _ in range(rounds):
+        first = len(totals)
         for question in questions:
             started = time.perf_counter()
             async with transaction(context.sessionmaker) as session:
@@ -242,6 +244,7 @@ async def measure_search(
                 )
             totals.append(time.perf_counter() - started)
             assert hits, question
+        round_p95s.append(float(np.percentile(np.asarray(totals[first:]) * 1000, 95)))
         for question in questions:  # the embedding's share, alone
             started = time.perf_counter()
             await searching.embed_query(context.embedder, question)
@@ -256,6 +259,8 @@ async def measure_search(
         "p95_ms": pct(totals, 95),
         "embed_p50_ms": pct(embeds, 50),
         "embed_p95_ms": pct(embeds, 95),
+        # A load spike from other work on the shared cores inflates one round; the median round resists it.
+        "round_p95_median_ms": float(np.median(round_p95s)),
     }
 
 
@@ -282,16 +287,17 @@ def render(result: dict[str, Any]) -> str:
         f"chunk details), the {result['questions']} labelled questions, {result['rounds']} rounds each, one "
         "knowledge base:",
         "",
-        "| live chunks | p50 | p95 | query embedding alone p50 / p95 | fill (s) |",
-        "| --- | --- | --- | --- | --- |",
+        "| live chunks | p50 | p95 | p95 of the median round | query embedding alone p50 / p95 | fill (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for size, row in result["search"].items():
         lines.append(
             f"| {int(size):,} | {row['p50_ms']:.1f} ms | **{row['p95_ms']:.1f} ms** "
+            f"| {row['round_p95_median_ms']:.1f} ms "
             f"| {row['embed_p50_ms']:.1f} / {row['embed_p95_ms']:.1f} ms | {row['fill_seconds']:.0f} |"
         )
     largest = result["search"][max(result["search"], key=int)]
-    verdict = "met" if largest["p95_ms"] < GOAL_P95_MS else "**not met**"
+    verdict = "met" if largest["p95_ms"] < GOAL_P95_MS else "**not met** on this run"
     lines += [
         "",
         f"Goal p95 < {GOAL_P95_MS:.0f} ms at 100,000 chunks, query embedding included: {verdict}. The filler "
@@ -300,7 +306,8 @@ def render(result: dict[str, Any]) -> str:
         "(sd 0.01), so the HNSW graph and the full-text index hold realistic vectors and words; the "
         "questions are real. "
         '"fill" is the time it took to add the filler rows, rebuild the indexes and recompute the knowledge '
-        "base's centroids and lexeme counts (once; later runs reuse the filled databases). The filler is pessimistic for full-text: built "
+        "base's centroids and lexeme counts (once; later runs reuse the filled databases). "
+        "The filler is pessimistic for full-text: built "
         f"from {result.get('sentences', 514)} sentences, every lexeme occurs in hundreds of chunks, so each "
         "query still matches and ranks 500 to 2,500 chunks (ADR 0007); a real knowledge base has far more "
         "distinct words. Full-text runs on its own connection while the query is embedded and the HNSW "
