@@ -236,6 +236,29 @@ def test_missing_or_wrong_signature_is_401_and_nothing_is_stored(
     assert count(db_conn, "SELECT count(*) FROM messages WHERE source_id = %s", item["id"]) == 0
 
 
+def test_a_changed_app_secret_verifies_at_once_though_the_route_is_cached(
+    client: httpx.Client, db_conn: Db, inbox: CloudInbox
+) -> None:
+    assert (
+        deliver(client, inbox, wa.inbound(inbox.phone_number_id, "1555", wa.text_message("1555", "a")))[
+            "stored"
+        ]
+        == 1
+    )  # the route (and the old secret) is now cached in the server
+    response = client.patch(
+        inbox.admin.path(f"inboxes/{inbox.id}"),
+        json={"channel": {"type": "whatsapp_cloud", "app_secret": "a-new-app-secret"}},
+        headers=inbox.admin.headers,
+    )
+    assert response.status_code == 200, response.text
+    item = wa.text_message("1555", "b")
+    raw, headers = wa.signed(wa.inbound(inbox.phone_number_id, "1555", item), "a-new-app-secret")
+    answer = client.post(HOOK, content=raw, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["stored"] == 1
+    assert count(db_conn, "SELECT count(*) FROM whatsapp_inbound_events WHERE inbox_id = %s", inbox.id) == 2
+
+
 def test_non_json_and_truncated_bodies_are_400(client: httpx.Client, inbox: CloudInbox) -> None:
     good = wa.encode(wa.inbound(inbox.phone_number_id, "1555", wa.text_message("1555", "hi")))
     for raw in (b"not json", good[: len(good) // 2], b"[1, 2]", b'{"a": NaN}', b"\xff\xfe"):

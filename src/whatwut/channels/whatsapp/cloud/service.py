@@ -5,8 +5,8 @@ Two halves, on purpose:
 - **Accepting** (the request path, :func:`accept_delivery`): route each change by
   ``metadata.phone_number_id`` to its inbox, check ``X-Hub-Signature-256`` against that inbox's
   app secret, and write every message and status as a raw ``whatsapp_inbound_events`` row plus one
-  processing job, in one transaction — a fixed handful of statements per delivery, whatever it
-  holds. The unique ``(inbox_id, kind, event_key)`` turns Meta's retries into no-ops at once.
+  processing job, in one statement per inbox (routes are cached for :data:`ROUTE_TTL_SECONDS`).
+  The unique ``(inbox_id, kind, event_key)`` turns Meta's retries into no-ops at once.
 - **Processing** (the job, :func:`process_event`): one event per transaction, idempotent. Messages
   become contacts, conversations and messages; statuses move outgoing messages forward;
   reactions, edits and revokes change the message they point at.
@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,7 @@ from whatwut.conversations import service as conversations
 from whatwut.conversations.models import Message
 from whatwut.conversations.schemas import sanitize_json
 from whatwut.inboxes.models import Inbox
-from whatwut.jobs.service import defer
+from whatwut.jobs.service import DEFAULT_QUEUE, defer
 from whatwut.kit.errors import NotAuthenticated, WhatWutError
 from whatwut.security.crypto import SecretBox
 from whatwut.settings import Settings
@@ -154,21 +155,75 @@ _ROUTES = text(
     "ORDER BY (channel_type = 'whatsapp_cloud') DESC, id"
 )
 
-_STORE = text(
-    "INSERT INTO whatsapp_inbound_events (inbox_id, account_id, kind, event_key, payload) "
-    "SELECT :inbox_id, :account_id, e.kind, e.key, e.payload "
-    "FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(kind text, key text, payload jsonb) "
-    "ON CONFLICT (inbox_id, kind, event_key) DO NOTHING RETURNING id"
+#: Store the events and defer one job for the new ones, in ONE statement (one round trip): the
+#: job's ``event_ids`` are exactly the rows this delivery inserted (duplicates insert nothing and
+#: defer nothing). A data-modifying CTE is atomic with the rest of the statement, and the whole runs
+#: in the request's transaction, so an event never commits without its job. The row type is
+#: procrastinate's, as :func:`whatwut.jobs.service.defer` writes it.
+_STORE_AND_DEFER = text(
+    "WITH stored AS ("
+    " INSERT INTO whatsapp_inbound_events (inbox_id, account_id, kind, event_key, payload)"
+    " SELECT CAST(:inbox_id AS bigint), CAST(:account_id AS bigint), e.kind, e.key, e.payload"
+    " FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(kind text, key text, payload jsonb)"
+    " ON CONFLICT (inbox_id, kind, event_key) DO NOTHING RETURNING id),"
+    " new AS (SELECT array_agg(id ORDER BY id) AS ids, count(*) AS n FROM stored)"
+    " SELECT new.n, (SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(CAST(:queue AS text),"
+    " CAST(:task AS text), 0, NULL, NULL, jsonb_build_object('account_id', CAST(:account_id AS bigint),"
+    " 'inbox_id', CAST(:inbox_id AS bigint), 'event_ids', to_jsonb(new.ids)),"
+    " NULL)::procrastinate_job_to_defer_v1]) WHERE new.n > 0) FROM new"
 )
+
+#: How long a process trusts a cached route. Routing is the only read on the request path, and it
+#: rarely changes: an inbox's new app secret is picked up at once (a signature that the cached
+#: secret refuses is checked again against the database), while an old secret still verifies for
+#: at most this long, in each server process. Unknown phone number ids are never cached, so a new
+#: inbox receives its first delivery.
+ROUTE_TTL_SECONDS = 5.0
+
+
+class _RouteCache:
+    """Routes by (database, instance-wide secret, phone number id), each for ``ttl`` seconds."""
+
+    def __init__(self, ttl: float = ROUTE_TTL_SECONDS, limit: int = 4096) -> None:
+        self.ttl = ttl
+        self._routes: dict[tuple[Any, str | None, str], tuple[Route, float]] = {}
+        self._limit = limit
+
+    def get(self, key: tuple[Any, str | None, str]) -> Route | None:
+        found = self._routes.get(key)
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    def put(self, key: tuple[Any, str | None, str], route: Route) -> None:
+        if len(self._routes) >= self._limit:
+            self._routes.clear()
+        self._routes[key] = (route, time.monotonic() + self.ttl)
+
+
+_routes_cache = _RouteCache()
 
 
 async def find_routes(
-    session: AsyncSession, box: SecretBox, settings: Settings, phone_number_ids: Sequence[str]
+    session: AsyncSession,
+    box: SecretBox,
+    settings: Settings,
+    phone_number_ids: Sequence[str],
+    *,
+    fresh: bool = False,
 ) -> dict[str, Route]:
-    """The inbox (and its app secret) of each phone number id; unknown ones are absent."""
+    """The inbox (and its app secret) of each phone number id; unknown ones are absent.
+
+    Answered from the route cache when every id is in it (and not ``fresh``); otherwise one query.
+    """
     if not phone_number_ids:
         return {}
     fallback = _env_secret(settings.whatsapp_app_secret)
+    database = _database_of(session)
+    if not fresh:
+        cached = _cached_routes(session, settings, phone_number_ids)
+        if cached is not None:
+            return cached
     routes: dict[str, Route] = {}
     rows = await session.execute(_ROUTES, {"ids": list(phone_number_ids)})
     for inbox_id, account_id, phone_number_id, sealed in rows.all():
@@ -176,6 +231,29 @@ async def find_routes(
             continue
         secret = _secrets.open(box, sealed).get("app_secret") or fallback
         routes[phone_number_id] = Route(int(inbox_id), int(account_id), phone_number_id, secret)
+    for phone_number_id, route in routes.items():
+        _routes_cache.put((database, fallback, phone_number_id), route)
+    return routes
+
+
+def _database_of(session: AsyncSession) -> Any:
+    """Which database a route belongs to (tests run several in one process)."""
+    bind = session.bind
+    return bind.engine.url if bind is not None else None
+
+
+def _cached_routes(
+    session: AsyncSession, settings: Settings, phone_number_ids: Sequence[str]
+) -> dict[str, Route] | None:
+    """The routes of all these ids from the cache, or ``None`` when any of them is not cached."""
+    database = _database_of(session)
+    fallback = _env_secret(settings.whatsapp_app_secret)
+    routes: dict[str, Route] = {}
+    for phone_number_id in phone_number_ids:
+        route = _routes_cache.get((database, fallback, phone_number_id))
+        if route is None:
+            return None
+        routes[phone_number_id] = route
     return routes
 
 
@@ -235,11 +313,13 @@ async def accept_delivery(
     delivery = split_delivery(body)
     accepted = Accepted(ignored=delivery.ignored)
     fallback = _env_secret(settings.whatsapp_app_secret)
-    routes = await find_routes(session, box, settings, delivery.phone_number_ids)
-    secrets_seen = {route.app_secret for route in routes.values() if route.app_secret}
-    if fallback:
-        secrets_seen.add(fallback)
-    signed_by = {secret for secret in secrets_seen if signature_matches(raw, signature, secret)}
+    cached = _cached_routes(session, settings, delivery.phone_number_ids)
+    routes = cached or await find_routes(session, box, settings, delivery.phone_number_ids, fresh=True)
+    signed_by, secrets_seen = _signers(raw, signature, routes, fallback)
+    if cached and any(route.app_secret not in signed_by for route in routes.values()):
+        # A cached secret may be stale (the inbox's app secret just changed): ask the database.
+        routes = await find_routes(session, box, settings, delivery.phone_number_ids, fresh=True)
+        signed_by, secrets_seen = _signers(raw, signature, routes, fallback)
     if not signed_by:
         if not secrets_seen:
             # Nothing here is ours and no secret could check it: nothing to store, nothing to trust.
@@ -267,24 +347,31 @@ async def accept_delivery(
     for route, events in per_inbox.values():
         if not events:
             continue
-        stored = await session.execute(
-            _STORE,
+        result = await session.execute(
+            _STORE_AND_DEFER,
             {
                 "inbox_id": route.inbox_id,
                 "account_id": route.account_id,
                 "events": _events_json(events),
+                "queue": DEFAULT_QUEUE,
+                "task": PROCESS_TASK,
             },
         )
-        ids = sorted(int(row[0]) for row in stored.all())
-        accepted.stored += len(ids)
-        accepted.duplicates += len(events) - len(ids)
-        if ids:
-            await defer(
-                session,
-                PROCESS_TASK,
-                {"account_id": route.account_id, "inbox_id": route.inbox_id, "event_ids": ids},
-            )
+        stored = int(result.one()[0])
+        accepted.stored += stored
+        accepted.duplicates += len(events) - stored
     return accepted
+
+
+def _signers(
+    raw: bytes, signature: str, routes: dict[str, Route], fallback: str | None
+) -> tuple[set[str], set[str]]:
+    """The secrets (of these routes, or the instance-wide one) that signed the delivery, and all tried."""
+    secrets_seen = {route.app_secret for route in routes.values() if route.app_secret}
+    if fallback:
+        secrets_seen.add(fallback)
+    signed_by = {secret for secret in secrets_seen if signature_matches(raw, signature, secret)}
+    return signed_by, secrets_seen
 
 
 # --- processing (the job) -----------------------------------------------------------------------
