@@ -1,6 +1,6 @@
-"""The ``wacanda`` command line: ingest, search, serve, worker, migrate.
+"""The ``wacanda`` command line: ingest, search, ask, serve, worker, migrate.
 
-``ingest`` and ``search`` need no running server: they open the database themselves
+``ingest``, ``search`` and ``ask`` need no running server: they open the database themselves
 (``DATABASE_URL``, or the embedded server in ``WHATWUT_DATA_DIR``) and ``ingest`` processes the
 documents inline, with a progress bar, instead of queueing jobs for a worker.
 """
@@ -256,6 +256,82 @@ async def _search(
                 searching.SearchFilters(knowledge_bases=kbs),
                 limit=limit,
             )
+    finally:
+        await context.close()
+
+
+@cli.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The customer's message")],
+    session: Annotated[
+        int | None, typer.Option("--session", min=1, help="Continue this chat session (its id)")
+    ] = None,
+    kb: Annotated[list[str] | None, typer.Option("--kb", help="Knowledge base name(s); default all")] = None,
+    account: Annotated[
+        int | None, typer.Option(min=1, help="Account id (default: WACANDA_ACCOUNT_ID, else 1)")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='Print {"answer", "sources": [{"document", "heading"}], "confidence", "handoff"}'
+        ),
+    ] = False,
+) -> None:
+    """Answer one message from the knowledge base (or decide to hand off), and store the turn."""
+    from wacanda.errors import WacandaError
+
+    settings = get_settings()
+    with _database(settings) as url:
+        try:
+            session_id, reply = asyncio.run(
+                _ask(settings, url, question, session, kb or [], account or settings.default_account_id)
+            )
+        except WacandaError as exc:
+            option = {"session_id": "--session", "kb": "--kb"}.get(exc.field or "", exc.field)
+            _fail(f"{option}: {exc.detail}")
+            return
+    if as_json:
+        data = reply.as_json()
+        body = {key: data[key] for key in ("answer", "sources", "confidence", "handoff")}
+        sys.stdout.write(json.dumps(body, ensure_ascii=False) + "\n")
+        err.print(f"session {session_id}", highlight=False)
+        return
+    if reply.answer is not None:
+        out.print(reply.answer, markup=False, highlight=False)
+    else:
+        out.print(f"[dim](no answer)[/] {reply.message or ''}", highlight=False)
+    for citation in reply.citations:
+        place = f" > {citation.heading}" if citation.heading else ""
+        out.print(f"[{citation.number}] {citation.document}{place}", markup=False, highlight=False)
+    out.print(f"confidence {reply.confidence:.2f}", highlight=False)
+    if reply.handoff.needed:
+        reason = reply.handoff.reason.value if reply.handoff.reason else "unknown"
+        out.print(f"handoff: {reason}", highlight=False)
+    out.print(f"session {session_id}", highlight=False)
+
+
+async def _ask(
+    settings: Settings, url: str, question: str, session_id: int | None, kbs: list[str], account_id: int
+) -> tuple[int, Any]:
+    from wacanda.answering import service as answering
+    from wacanda.context import WacandaContext
+    from wacanda.db import transaction
+
+    context = WacandaContext.create(settings, database_url=url, pool_size=2)
+    try:
+        async with transaction(context.sessionmaker) as db:
+            turn = await answering.prepare(
+                db,
+                settings,
+                context.embedder,
+                account_id,
+                session_id=session_id,
+                knowledge_bases=kbs,
+                kb_field="kb",
+            )
+            reply = await turn.pipeline.reply(question, turn.memory)
+            await answering.record(db, turn, question, reply)
+            return turn.chat.id, reply
     finally:
         await context.close()
 

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from wacanda.answering import models as _answering_models  # noqa: F401  (registers the tables)
 from wacanda.knowledge.models import SCHEMA, Base
 
 MIGRATION_LOCK = 7_770_105  # pg_advisory_lock key (WhatWut's is 7_770_001)
