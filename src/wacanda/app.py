@@ -15,6 +15,7 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wacanda import jobs
+from wacanda.answering.api import router as answering_router
 from wacanda.context import WacandaContext, set_current
 from wacanda.db import transaction
 from wacanda.errors import install_error_handlers, problem_response
@@ -129,12 +130,13 @@ def create_app(settings: Settings | None = None, *, context: WacandaContext | No
     app = FastAPI(
         title="Wacanda",
         version="0.1.0",
-        summary="The RAG agent of WhatWut: knowledge base, hybrid retrieval.",
+        summary="The RAG agent of WhatWut: knowledge base, hybrid retrieval, grounded answers.",
         lifespan=lifespan,
     )
     app.state.service_key = settings.service_key()
     install_error_handlers(app)
     app.include_router(knowledge_router)
+    app.include_router(answering_router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:
