@@ -1240,6 +1240,18 @@ async def record_incoming_message(
     return message
 
 
+async def _locked_message(session: AsyncSession, account_id: int, message_id: int) -> Message | None:
+    """The account's message, row-locked and freshly loaded, so concurrent receipts and sends serialise."""
+    return (
+        await session.execute(
+            select(Message)
+            .where(Message.id == message_id, Message.account_id == account_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
+
+
 async def update_delivery_status(
     session: AsyncSession,
     *,
@@ -1250,14 +1262,7 @@ async def update_delivery_status(
     external_error: str | None = None,
 ) -> Message | None:
     """A channel's receipt: statuses only move forward (a late ``delivered`` never undoes ``read``)."""
-    message = (
-        await session.execute(
-            select(Message)
-            .where(Message.id == message_id, Message.account_id == account_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    message = await _locked_message(session, account_id, message_id)
     if message is None:
         return None
     changed = False
@@ -1357,14 +1362,7 @@ async def outgoing_delivery(
     session: AsyncSession, account_id: int, message_id: int
 ) -> OutgoingDelivery | None:
     """Lock an outgoing message for sending (one sender at a time); ``None`` if it is gone."""
-    message = (
-        await session.execute(
-            select(Message)
-            .where(Message.id == message_id, Message.account_id == account_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
+    message = await _locked_message(session, account_id, message_id)
     if message is None:
         return None
     row = (
