@@ -115,6 +115,10 @@ SELECT e.id, e.document_id, d.name AS document, k.name AS knowledge_base, e.titl
 """
 
 
+#: A search re-ranks when a new version went live under it; two swaps in a row are rare.
+MAX_RANKING_ATTEMPTS = 3
+
+
 async def _scope(
     session: AsyncSession, account_id: int, filters: SearchFilters
 ) -> tuple[list[int], list[int] | None]:
@@ -167,8 +171,56 @@ async def search(
         "configs": list(FULLTEXT_CONFIGS),
         "threshold": fulltext.common_threshold(live_chunks),
     }
-    # The two retrievers are independent: full-text runs on its own connection while the query is
-    # embedded and the vector index is searched.
+    if query_vector is None:
+        query_vector = await embed_query(embedder, query)
+    # Each statement reads its own snapshot (and full-text runs on another connection), so a new
+    # version going live between the rankings and the details could show half of each. Every hit
+    # must still be live when its details are read; if one is not, a swap happened: rank again.
+    for _attempt in range(MAX_RANKING_ATTEMPTS):
+        fused = await _fused_ranking(
+            session, query_vector, params, fulltext_params, document_filter, centroids, limit
+        )
+        if not fused:
+            return []
+        details = {
+            int(row.id): row
+            for row in (await session.execute(text(_DETAILS_SQL), {"ids": [hit.key for hit in fused]})).all()
+        }
+        if len(details) == len(fused):
+            break
+    hits = []
+    for hit in fused:
+        row = details.get(hit.key)
+        if row is None:
+            continue
+        hits.append(
+            SearchHit(
+                chunk_id=hit.key,
+                document_id=int(row.document_id),
+                document=row.document,
+                knowledge_base=row.knowledge_base,
+                title=row.title,
+                heading_path=list(row.heading_path),
+                text=row.chunk_text,
+                score=round(hit.score, 6),
+                ranks=dict(hit.ranks),
+            )
+        )
+    return hits
+
+
+async def _fused_ranking(
+    session: AsyncSession,
+    query_vector: Vectors,
+    params: dict[str, Any],
+    fulltext_params: dict[str, Any],
+    document_filter: str,
+    centroids: Any,
+    limit: int,
+) -> list[Any]:
+    """Vector and full-text rankings of the live chunks, fused."""
+    # The two retrievers are independent: full-text runs on its own connection while the vector
+    # index is searched.
     engine = session.bind
     fulltext_task = (
         asyncio.create_task(_fulltext_ranking(engine, document_filter, fulltext_params))
@@ -176,8 +228,6 @@ async def search(
         else None
     )
     try:
-        if query_vector is None:
-            query_vector = await embed_query(embedder, query)
         # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
         await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
@@ -198,37 +248,12 @@ async def search(
     finally:
         if fulltext_task is not None and not fulltext_task.done():
             fulltext_task.cancel()
-    fused = reciprocal_rank_fusion(
+    return reciprocal_rank_fusion(
         {"vector": vector_ranking, "fulltext": fulltext_ranking},
         weights=DEFAULT_WEIGHTS,
         k=DEFAULT_RRF_K,
         limit=limit,
     )
-    if not fused:
-        return []
-    details = {
-        int(row.id): row
-        for row in (await session.execute(text(_DETAILS_SQL), {"ids": [hit.key for hit in fused]})).all()
-    }
-    hits = []
-    for hit in fused:
-        row = details.get(hit.key)
-        if row is None:
-            continue
-        hits.append(
-            SearchHit(
-                chunk_id=hit.key,
-                document_id=int(row.document_id),
-                document=row.document,
-                knowledge_base=row.knowledge_base,
-                title=row.title,
-                heading_path=list(row.heading_path),
-                text=row.chunk_text,
-                score=round(hit.score, 6),
-                ranks=dict(hit.ranks),
-            )
-        )
-    return hits
 
 
 async def _fulltext_ranking(engine: AsyncEngine, document_filter: str, params: dict[str, Any]) -> list[int]:
