@@ -549,17 +549,18 @@ async def _publish_conversation(session: AsyncSession, event_type: str, conversa
     )
 
 
-async def _announce(session: AsyncSession, conversation: Conversation, message: Message) -> MessageOut:
-    """Publish ``message.created`` for a message just written; returns its view."""
-    (view,) = await message_views(session, conversation.account_id, [message])
+async def _publish_message(session: AsyncSession, message: Message, event_type: str) -> MessageOut:
+    """Publish ``message.created`` / ``message.updated`` with the message's view; returns the view."""
+    (view,) = await message_views(session, message.account_id, [message])
     await publish(
-        session,
-        conversation.account_id,
-        "message.created",
-        view.model_dump(mode="json"),
-        inbox_id=conversation.inbox_id,
+        session, message.account_id, event_type, view.model_dump(mode="json"), inbox_id=message.inbox_id
     )
     return view
+
+
+async def _announce(session: AsyncSession, conversation: Conversation, message: Message) -> MessageOut:
+    """Publish ``message.created`` for a message just written; returns its view."""
+    return await _publish_message(session, message, "message.created")
 
 
 async def write_activity(session: AsyncSession, conversation: Conversation, content: str) -> Message:
@@ -1276,10 +1277,7 @@ async def update_delivery_status(
         message.status, changed = status, True
     if changed:
         await session.flush()
-        (view,) = await message_views(session, account_id, [message])
-        await publish(
-            session, account_id, "message.updated", view.model_dump(mode="json"), inbox_id=message.inbox_id
-        )
+        await _publish_message(session, message, "message.updated")
     return message
 
 
@@ -1463,12 +1461,4 @@ async def amend_message(
             )
         )
     await session.flush()
-    (view,) = await message_views(session, message.account_id, [message])
-    await publish(
-        session,
-        message.account_id,
-        "message.updated",
-        view.model_dump(mode="json"),
-        inbox_id=message.inbox_id,
-    )
-    return view
+    return await _publish_message(session, message, "message.updated")
