@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -157,3 +159,29 @@ def assert_problem(response: httpx.Response, status: int, *, field: str | None =
     if field is not None:
         assert field in str(body.get("field", "")) + str(body.get("errors", "")), body
     return body
+
+
+def wait_healthy(url: str, process: subprocess.Popen[str], *, seconds: float = 90) -> None:
+    """Wait for a server started as a subprocess to answer ``/health``; fail with its output if it dies."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read() if process.stdout else "the server exited")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the server at {url} did not become healthy")
+
+
+def stop_process(process: subprocess.Popen[str]) -> str:
+    """Stop a server subprocess as Ctrl-C would (killing it after 30 s); return what it printed."""
+    process.send_signal(signal.SIGINT)
+    try:
+        out, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+    return out

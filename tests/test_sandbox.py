@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.support import LiveServer, assert_problem, free_port
+from tests.support import LiveServer, assert_problem, free_port, stop_process, wait_healthy
 from whatwut.bootstrap import DEMO_EMAIL, DEMO_PASSWORD
 
 WHATWUT = str(Path(sys.executable).parent / "whatwut")
@@ -67,30 +66,6 @@ def start_demo(database_url: str, data_dir: Path, port: int) -> subprocess.Popen
     )
 
 
-def wait_healthy(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(process.stdout.read() if process.stdout else "serve exited")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("whatwut serve --demo did not become healthy")
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        out, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    return out
-
-
 def sign_in(url: str) -> tuple[int, dict[str, str]]:
     response = httpx.post(f"{url}/api/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
     assert response.status_code == 200, response.text
@@ -116,7 +91,7 @@ def demo(database_url: str, data_dir: Path) -> Iterator[DemoServer]:
         account_id, headers = sign_in(url)
         yield DemoServer(url=url, port=port, process=process, account_id=account_id, headers=headers)
     finally:
-        stop(process)
+        stop_process(process)
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
@@ -431,4 +406,4 @@ def test_a_second_demo_start_on_another_port_keeps_one_sandbox_inbox_and_follows
         response = httpx.post(f"{url}/sandbox/api/messages", json={"from": "+15550013", "text": "again"})
         assert response.status_code == 201 and response.json()["webhook_status"] == 200, response.text
     finally:
-        stop(process)
+        stop_process(process)

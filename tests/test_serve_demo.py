@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, stop_process, wait_healthy
 from whatwut.bootstrap import DEMO_EMAIL, DEMO_PASSWORD
 
 WHATWUT = str(Path(sys.executable).parent / "whatwut")
@@ -46,29 +44,6 @@ def serve_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
     )
 
 
-def wait_healthy(base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        try:
-            if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("whatwut serve --demo did not become healthy")
-
-
-def stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        out, _ = process.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, _ = process.communicate()
-    return out
-
-
 def demo_state(base: str) -> tuple[list[str], list[str]]:
     login = httpx.post(f"{base}/api/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
     assert login.status_code == 200, login.text
@@ -90,7 +65,7 @@ def test_serve_demo_runs_on_the_embedded_default_and_seeds_once(data_dir: Path) 
         inboxes, customers = demo_state(base)
         health = httpx.get(f"{base}/health").json()
     finally:
-        printed = stop(first)
+        printed = stop_process(first)
     assert DEMO_EMAIL in printed and DEMO_PASSWORD in printed
     assert health["database_version"].startswith("18")
     assert (data_dir / "pgdata" / "PG_VERSION").exists(), "the embedded server keeps its data in the data dir"
@@ -102,4 +77,4 @@ def test_serve_demo_runs_on_the_embedded_default_and_seeds_once(data_dir: Path) 
         wait_healthy(base, second)
         assert demo_state(base) == (inboxes, customers), "a second --demo start adds nothing"
     finally:
-        stop(second)
+        stop_process(second)
