@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.support import free_port
-from tests.test_sandbox import DemoServer, conversation_of, sign_in, start_demo, stop, wait_healthy
+from tests.support import free_port, stop_process, wait_healthy
+from tests.test_sandbox import DemoServer, conversation_of, sign_in, start_demo
 
 CHROMIUM = os.environ.get("WHATWUT_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,7 +41,7 @@ def demo(database_url: str) -> Iterator[DemoServer]:
         account_id, headers = sign_in(url)
         yield DemoServer(url=url, port=port, process=process, account_id=account_id, headers=headers)
     finally:
-        stop(process)
+        stop_process(process)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
