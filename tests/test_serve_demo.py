@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +80,44 @@ def test_serve_demo_runs_on_the_embedded_default_and_seeds_once(data_dir: Path) 
         assert demo_state(base) == (inboxes, customers), "a second --demo start adds nothing"
     finally:
         stop_process(second)
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    """The embedded server's pid while it runs (PostgreSQL removes the file on a clean stop)."""
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    return int(pid_file.read_text().split()[0]) if pid_file.exists() else None
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_stops_serve_wacanda_and_the_embedded_database(data_dir: Path) -> None:
+    """A service manager stops ``whatwut serve`` with SIGTERM: nothing it started may outlive it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = serve_demo(data_dir, port)
+    try:
+        wait_healthy(base, server)
+        wacanda = f"http://127.0.0.1:{port + 1}"
+        wait_healthy(wacanda, server)
+        database = postmaster_pid(data_dir)
+        assert database is not None and running(database)
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode != 0, "stopped by a signal, not a normal exit"
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{wacanda}/health", timeout=2)
+    deadline = time.monotonic() + 30
+    while running(database) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(database), "the embedded PostgreSQL was left running"
+    assert postmaster_pid(data_dir) is None

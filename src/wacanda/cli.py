@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -31,6 +33,19 @@ SUPPORTED = {".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".t
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code=code)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit so the ``finally`` below releases the embedded server.
+
+    uvicorn re-raises the signal that stopped it; with SIGTERM's default disposition the process
+    would die there, skipping cleanup (``whatwut serve`` stops its Wacanda child with SIGTERM).
+    """
+
+    def _exit(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 @contextmanager
@@ -347,6 +362,7 @@ def serve(
     from wacanda.app import create_app
 
     settings = get_settings()
+    _exit_cleanly_on_sigterm()
     with _database(settings):
         uvicorn.run(
             create_app(settings), host=host or settings.host, port=port or settings.port, log_level="warning"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -17,6 +19,19 @@ console = Console(stderr=True)
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code=2)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit, so ``atexit`` stops the embedded PostgreSQL and Wacanda.
+
+    uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
+    disposition the process would die there and leave the embedded server running.
+    """
+
+    def _exit(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 @cli.command()
@@ -73,6 +88,7 @@ def serve(
     from whatwut.app import create_app
 
     settings = get_settings()
+    _exit_cleanly_on_sigterm()
     bootstrap.prepare(settings)
     if wacanda:
         from whatwut.knowledge_proxy.launcher import start_wacanda
