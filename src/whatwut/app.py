@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from whatwut import __version__
 from whatwut.accounts.api import router as accounts_router
 from whatwut.audit.api import router as audit_router
+from whatwut.bots.api import admin_router as ai_agents_router
+from whatwut.bots.api import agent_router as agent_api_router
 from whatwut.canned_responses.api import router as canned_responses_router
 from whatwut.channels.whatsapp.admin_api import router as whatsapp_admin_router
 from whatwut.channels.whatsapp.cloud.api import router as whatsapp_cloud_webhook_router
@@ -45,6 +47,8 @@ API_ROUTERS = (
     knowledge_proxy_router,
     whatsapp_admin_router,
     whatsapp_cloud_webhook_router,
+    ai_agents_router,
+    agent_api_router,
 )
 
 

@@ -408,6 +408,8 @@ class ConversationOut(Output):
     unread_count: int
     last_message: MessagePreview | None
     created_at: datetime
+    #: The AI agent handling the conversation (None when people do).
+    ai_agent_id: int | None = None
 
 
 class ConversationCounts(Output):

@@ -145,6 +145,33 @@ def register_outgoing_check(channel_types: Sequence[str], check: OutgoingCheck) 
             checks.append(check)
 
 
+#: ``(session, inbox, conversation, message, created)``: called when a customer's message is stored,
+#: before auto-assignment, so an inbox's AI agent (``bots``) can take a new conversation first.
+IncomingHook = Callable[[AsyncSession, Inbox, "Conversation", Message, bool], Awaitable[None]]
+#: ``(session, conversation, actor, action)``: a person acted on a conversation (``reply``,
+#: ``assign``, ``status``), so an AI agent handling it stops.
+HumanActionHook = Callable[[AsyncSession, "Conversation", "Agent", str], Awaitable[None]]
+_INCOMING_HOOKS: list[IncomingHook] = []
+_HUMAN_ACTION_HOOKS: list[HumanActionHook] = []
+
+
+def register_incoming_hook(hook: IncomingHook) -> None:
+    if hook not in _INCOMING_HOOKS:
+        _INCOMING_HOOKS.append(hook)
+
+
+def register_human_action_hook(hook: HumanActionHook) -> None:
+    if hook not in _HUMAN_ACTION_HOOKS:
+        _HUMAN_ACTION_HOOKS.append(hook)
+
+
+async def _human_acted(session: AsyncSession, conversation: Conversation, actor: Agent, action: str) -> None:
+    if actor.is_bot or conversation.ai_agent_id is None:
+        return
+    for hook in _HUMAN_ACTION_HOOKS:
+        await hook(session, conversation, actor, action)
+
+
 SERVICE_WINDOW = timedelta(hours=24)
 
 
@@ -397,6 +424,7 @@ def _conversation_out(row: Any) -> ConversationOut:
         if last_id is not None
         else None,
         created_at=conversation.created_at,
+        ai_agent_id=conversation.ai_agent_id,
     )
 
 
@@ -536,6 +564,7 @@ def conversation_event(conversation: Conversation) -> dict[str, Any]:
         "team_id": conversation.team_id,
         "labels": list(conversation.labels or []),
         "snoozed_until": conversation.snoozed_until.isoformat() if conversation.snoozed_until else None,
+        "ai_agent_id": conversation.ai_agent_id,
     }
 
 
@@ -556,6 +585,21 @@ async def _publish_message(session: AsyncSession, message: Message, event_type: 
         session, message.account_id, event_type, view.model_dump(mode="json"), inbox_id=message.inbox_id
     )
     return view
+
+
+async def publish_conversation_updated(session: AsyncSession, conversation: Conversation) -> None:
+    """``conversation.updated`` for a change another domain made (an AI agent took or left it)."""
+    await _publish_conversation(session, "conversation.updated", conversation)
+
+
+async def publish_message_updated(session: AsyncSession, message: Message) -> MessageOut:
+    """``message.updated`` for a change another domain made (a sentiment recorded on it)."""
+    return await _publish_message(session, message, "message.updated")
+
+
+async def set_status(session: AsyncSession, conversation: Conversation, status: str, activity: str) -> bool:
+    """Change the status with this activity line (an AI agent's handoff); publishes as usual."""
+    return await _apply_status(session, conversation, status, None, activity)
 
 
 async def _announce(session: AsyncSession, conversation: Conversation, message: Message) -> MessageOut:
@@ -814,6 +858,8 @@ async def assign(
         await _publish_conversation(session, "conversation.updated", conversation)
     if change_assignee:
         await set_assignee(session, conversation, assignee_id, actor=agent)
+        if assignee_id is not None:
+            await _human_acted(session, conversation, agent, "assign")
     return conversation
 
 
@@ -868,6 +914,7 @@ async def change_status(
     if status == "snoozed" and (snoozed_until is None or snoozed_until <= _now()):
         raise InvalidInput("`snoozed_until` must be in the future", field="snoozed_until")
     until = snoozed_until.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if snoozed_until else ""
+    await _human_acted(session, conversation, agent, "status")
     await _apply_status(
         session,
         conversation,
@@ -1067,8 +1114,12 @@ async def create_message(
     uploads: Sequence[Upload],
     *,
     storage: Storage | None,
+    extra_attributes: dict[str, Any] | None = None,
 ) -> MessageOut:
-    """An agent's reply or private note. Replies wait as ``pending`` until a channel sends them."""
+    """An agent's reply or private note. Replies wait as ``pending`` until a channel sends them.
+
+    ``extra_attributes`` are stored beside the checked ones (an AI agent's sources and confidence).
+    """
     conversation = await get_conversation(session, agent, conversation_id, for_update=True)
     if len(uploads) > MAX_ATTACHMENTS:
         raise InvalidInput(f"at most {MAX_ATTACHMENTS} attachments per message", field="attachments")
@@ -1088,7 +1139,7 @@ async def create_message(
         message_type="outgoing",
         content=content,
         content_type=body.content_type,
-        content_attributes=attributes,
+        content_attributes={**(extra_attributes or {}), **attributes},
         private=body.private,
         status="sent" if body.private or inbox.channel_type == "api" else "pending",
         sender_type="bot" if agent.is_bot else "user",
@@ -1112,6 +1163,8 @@ async def create_message(
     if not body.private:
         conversation.last_activity_at = _now()
     await session.flush()
+    if not body.private:
+        await _human_acted(session, conversation, agent, "reply")
     delivery_job = DELIVERY_JOBS.get(inbox.channel_type)
     if delivery_job is not None and message.status == "pending":
         await defer(session, delivery_job, {"account_id": message.account_id, "message_id": message.id})
@@ -1234,6 +1287,8 @@ async def record_incoming_message(
             await session.flush()
             await contacts.record_activity(session, contact_inbox.contact_id, now)
             await _announce(session, conversation, message)
+            for hook in _INCOMING_HOOKS:
+                await hook(session, inbox, conversation, message, created)
             if created and conversation.status == "open":
                 await auto_assign(session, conversation)
     except _Duplicate:

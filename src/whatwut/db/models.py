@@ -2,6 +2,7 @@
 
 from whatwut.accounts.models import AccessToken, Account, AccountUser, User
 from whatwut.audit.models import AuditLog
+from whatwut.bots.models import AgentConversation, AiAgent, AiAgentDelivery, AiAgentInbox
 from whatwut.canned_responses.models import CannedResponse
 from whatwut.channels.whatsapp.models import (
     WhatsAppContact,
@@ -22,6 +23,10 @@ __all__ = [
     "AccessToken",
     "Account",
     "AccountUser",
+    "AgentConversation",
+    "AiAgent",
+    "AiAgentDelivery",
+    "AiAgentInbox",
     "Attachment",
     "AuditLog",
     "Base",

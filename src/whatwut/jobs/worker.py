@@ -33,6 +33,7 @@ TASK_MODULES: tuple[str, ...] = (
     "whatwut.conversations.tasks",
     "whatwut.channels.whatsapp.outbound_tasks",
     "whatwut.channels.whatsapp.cloud.tasks",
+    "whatwut.bots.tasks",
 )
 
 #: Seconds a stopping worker waits for running jobs before aborting them (they run again later).

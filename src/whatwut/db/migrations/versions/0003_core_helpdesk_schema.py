@@ -79,6 +79,29 @@ def upgrade() -> None:
     sa.UniqueConstraint('account_id', 'user_id', name=op.f('uq_account_users_account_id'))
     )
     op.create_index(op.f('ix_account_users_user_id'), 'account_users', ['user_id'], unique=False)
+    op.create_table('ai_agents',
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('type', sa.String(length=32), nullable=False),
+    sa.Column('configuration', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
+    sa.Column('secrets_encrypted', sa.Text(), nullable=False),
+    sa.Column('api_key_hash', sa.String(length=64), nullable=False),
+    sa.Column('api_key_prefix', sa.String(length=16), nullable=False),
+    sa.Column('user_id', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=16), server_default='active', nullable=False),
+    sa.Column('performance_metrics', postgresql.JSONB(astext_type=sa.Text()), server_default='{}', nullable=False),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.CheckConstraint("status IN ('active', 'disabled')", name=op.f('ck_ai_agents_status')),
+    sa.CheckConstraint("type IN ('wacanda', 'webhook')", name=op.f('ck_ai_agents_type')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ai_agents_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_ai_agents_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_agents')),
+    sa.UniqueConstraint('account_id', 'name', name=op.f('uq_ai_agents_account_id')),
+    sa.UniqueConstraint('api_key_hash', name=op.f('uq_ai_agents_api_key_hash'))
+    )
+    op.create_index('ix_ai_agents_user', 'ai_agents', ['user_id'], unique=False)
     op.create_table('audit_logs',
     sa.Column('account_id', sa.BigInteger(), nullable=False),
     sa.Column('actor_user_id', sa.BigInteger(), nullable=True),
@@ -184,6 +207,41 @@ def upgrade() -> None:
     sa.UniqueConstraint('account_id', 'name', name=op.f('uq_teams_account_id'))
     )
     op.create_index(op.f('ix_teams_account_id'), 'teams', ['account_id'], unique=False)
+    op.create_table('ai_agent_deliveries',
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('agent_id', sa.BigInteger(), nullable=False),
+    sa.Column('conversation_id', sa.BigInteger(), nullable=False),
+    sa.Column('message_id', sa.BigInteger(), nullable=True),
+    sa.Column('event_id', sa.String(length=64), nullable=False),
+    sa.Column('event', sa.String(length=64), nullable=False),
+    sa.Column('payload', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('status', sa.String(length=16), server_default='pending', nullable=False),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('response_status', sa.Integer(), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name=op.f('ck_ai_agent_deliveries_status')),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ai_agent_deliveries_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['agent_id'], ['ai_agents.id'], name=op.f('fk_ai_agent_deliveries_agent_id_ai_agents'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ai_agent_deliveries')),
+    sa.UniqueConstraint('event_id', name=op.f('uq_ai_agent_deliveries_event_id'))
+    )
+    op.create_index('ix_ai_agent_deliveries_agent', 'ai_agent_deliveries', ['agent_id', sa.literal_column('id DESC')], unique=False)
+    op.create_table('ai_agent_inboxes',
+    sa.Column('inbox_id', sa.BigInteger(), nullable=False),
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('ai_agent_id', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_ai_agent_inboxes_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['ai_agent_id'], ['ai_agents.id'], name=op.f('fk_ai_agent_inboxes_ai_agent_id_ai_agents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['inbox_id'], ['inboxes.id'], name=op.f('fk_ai_agent_inboxes_inbox_id_inboxes'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('inbox_id', name=op.f('pk_ai_agent_inboxes'))
+    )
+    op.create_index(op.f('ix_ai_agent_inboxes_ai_agent_id'), 'ai_agent_inboxes', ['ai_agent_id'], unique=False)
     op.create_table('contact_inboxes',
     sa.Column('contact_id', sa.BigInteger(), nullable=False),
     sa.Column('inbox_id', sa.BigInteger(), nullable=False),
@@ -337,6 +395,22 @@ def upgrade() -> None:
     sa.UniqueConstraint('whatsapp_instance_id', 'whatsapp_id', name=op.f('uq_whatsapp_contacts_whatsapp_instance_id'))
     )
     op.create_index(op.f('ix_whatsapp_contacts_contact_id'), 'whatsapp_contacts', ['contact_id'], unique=False)
+    op.create_table('agent_conversations',
+    sa.Column('account_id', sa.BigInteger(), nullable=False),
+    sa.Column('agent_id', sa.BigInteger(), nullable=False),
+    sa.Column('conversation_id', sa.BigInteger(), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('ended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('handoff_reason', sa.String(length=255), nullable=True),
+    sa.Column('satisfaction_score', sa.Float(), nullable=True),
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_agent_conversations_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['agent_id'], ['ai_agents.id'], name=op.f('fk_agent_conversations_agent_id_ai_agents'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_agent_conversations_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_conversations'))
+    )
+    op.create_index(op.f('ix_agent_conversations_agent_id'), 'agent_conversations', ['agent_id'], unique=False)
+    op.create_index('uq_agent_conversations_open', 'agent_conversations', ['conversation_id'], unique=True, postgresql_where=sa.text('ended_at IS NULL'))
     op.create_table('conversation_reads',
     sa.Column('conversation_id', sa.BigInteger(), nullable=False),
     sa.Column('user_id', sa.BigInteger(), nullable=False),
@@ -445,6 +519,9 @@ def downgrade() -> None:
     op.drop_index('ix_messages_account_id', table_name='messages')
     op.drop_table('messages')
     op.drop_table('conversation_reads')
+    op.drop_index('uq_agent_conversations_open', table_name='agent_conversations', postgresql_where=sa.text('ended_at IS NULL'))
+    op.drop_index(op.f('ix_agent_conversations_agent_id'), table_name='agent_conversations')
+    op.drop_table('agent_conversations')
     op.drop_index(op.f('ix_whatsapp_contacts_contact_id'), table_name='whatsapp_contacts')
     op.drop_table('whatsapp_contacts')
     op.drop_index('ix_conversations_team', table_name='conversations')
@@ -468,6 +545,10 @@ def downgrade() -> None:
     op.drop_table('inbox_members')
     op.drop_index(op.f('ix_contact_inboxes_contact_id'), table_name='contact_inboxes')
     op.drop_table('contact_inboxes')
+    op.drop_index(op.f('ix_ai_agent_inboxes_ai_agent_id'), table_name='ai_agent_inboxes')
+    op.drop_table('ai_agent_inboxes')
+    op.drop_index('ix_ai_agent_deliveries_agent', table_name='ai_agent_deliveries')
+    op.drop_table('ai_agent_deliveries')
     op.drop_index(op.f('ix_teams_account_id'), table_name='teams')
     op.drop_table('teams')
     op.drop_table('labels')
@@ -486,6 +567,8 @@ def downgrade() -> None:
     op.drop_table('canned_responses')
     op.drop_index('ix_audit_logs_account_created', table_name='audit_logs')
     op.drop_table('audit_logs')
+    op.drop_index('ix_ai_agents_user', table_name='ai_agents')
+    op.drop_table('ai_agents')
     op.drop_index(op.f('ix_account_users_user_id'), table_name='account_users')
     op.drop_table('account_users')
     op.drop_index(op.f('ix_access_tokens_user_id'), table_name='access_tokens')
