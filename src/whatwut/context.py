@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from whatwut.db.embedded import resolve_database_url
 from whatwut.db.engine import make_engine, make_sessionmaker
 from whatwut.security.crypto import SecretBox, load_or_create_secret
+from whatwut.security.throttle import SignInThrottle
 from whatwut.settings import Settings
 
 
@@ -19,6 +20,7 @@ class AppContext:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     secrets: SecretBox
+    sign_in_throttle: SignInThrottle
 
     @classmethod
     def create(cls, settings: Settings) -> AppContext:
@@ -33,6 +35,11 @@ class AppContext:
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             secrets=SecretBox(secret),
+            sign_in_throttle=SignInThrottle(
+                failures_per_email=settings.login_max_failures,
+                failures_per_address=settings.login_max_failures_per_address,
+                window_minutes=settings.login_lockout_minutes,
+            ),
         )
 
     async def close(self) -> None:

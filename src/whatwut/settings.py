@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=2 * 1024 * 1024, alias="WHATWUT_MAX_BODY_BYTES")
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, alias="WHATWUT_MAX_UPLOAD_BYTES")
     session_ttl_hours: int = Field(default=24 * 14, alias="WHATWUT_SESSION_TTL_HOURS")
+    #: Failed sign-ins allowed per email (and, more loosely, per client address) in the window.
+    login_max_failures: int = Field(default=10, ge=1, alias="WHATWUT_LOGIN_MAX_FAILURES")
+    login_max_failures_per_address: int = Field(
+        default=100, ge=1, alias="WHATWUT_LOGIN_MAX_FAILURES_PER_ADDRESS"
+    )
+    login_lockout_minutes: int = Field(default=15, ge=1, alias="WHATWUT_LOGIN_LOCKOUT_MINUTES")
     cookie_secure: bool = Field(default=False, alias="WHATWUT_COOKIE_SECURE")
     run_worker: bool = Field(default=True, alias="WHATWUT_RUN_WORKER")
     #: Jobs the in-process worker runs at once (``whatwut worker --concurrency`` for standalone ones).

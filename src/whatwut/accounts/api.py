@@ -52,8 +52,10 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("/api/v1/auth/login", tags=["auth"], summary="Exchange email and password for a bearer token")
-async def login(body: LoginRequest, session: DbSession, context: Context) -> LoginResponse:
-    user = await service.authenticate(session, body.email, body.password)
+async def login(request: Request, body: LoginRequest, session: DbSession, context: Context) -> LoginResponse:
+    user = await service.authenticate(
+        session, body.email, body.password, throttle=context.sign_in_throttle, address=_client(request)
+    )
     token, raw = await service.issue_token(
         session, user, kind="session", ttl=timedelta(hours=context.settings.session_ttl_hours)
     )
@@ -63,6 +65,10 @@ async def login(body: LoginRequest, session: DbSession, context: Context) -> Log
         expires_at=token.expires_at.isoformat() if token.expires_at else None,
         accounts=[AccountSummary(id=a.id, name=a.name, role=role) for a, role in accounts],
     )
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 async def _login_body(request: Request) -> LoginRequest:
@@ -112,7 +118,9 @@ async def create_browser_session(
 ) -> SessionResponse:
     _refuse_cross_site(request)
     body = await _login_body(request)
-    user = await service.authenticate(session, body.email, body.password)
+    user = await service.authenticate(
+        session, body.email, body.password, throttle=context.sign_in_throttle, address=_client(request)
+    )
     ttl = timedelta(hours=context.settings.session_ttl_hours)
     token, raw = await service.issue_token(session, user, kind="session", ttl=ttl)
     response.set_cookie(

@@ -16,6 +16,7 @@ from whatwut.kit.integrity import unique_or_conflict
 from whatwut.kit.pagination import decode_cursor, encode_cursor
 from whatwut.realtime import service as realtime
 from whatwut.security.passwords import hash_password, verify_password
+from whatwut.security.throttle import SignInThrottle
 from whatwut.security.tokens import hash_token, new_csrf_token, new_token
 
 MIN_PASSWORD_LENGTH = 8
@@ -93,11 +94,28 @@ async def accounts_of(session: AsyncSession, user_id: int) -> Sequence[tuple[Acc
     return [(account, role) for account, role in rows.all()]
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User:
-    """The user with these credentials; one vague error for every failure, as login forms should."""
+async def authenticate(
+    session: AsyncSession,
+    email: str,
+    password: str,
+    *,
+    throttle: SignInThrottle | None = None,
+    address: str | None = None,
+) -> User:
+    """The user with these credentials; one vague error for every failure, as login forms should.
+
+    With a ``throttle``, an email (or client address) with too many recent failures is refused
+    with 429 before its password is checked, right or wrong.
+    """
+    if throttle is not None:
+        throttle.check(email, address)
     user = await get_user_by_email(session, email)
     if not verify_password(user.password_hash if user else None, password) or user is None:
+        if throttle is not None:
+            throttle.failed(email, address)
         raise NotAuthenticated("email or password is incorrect")
+    if throttle is not None:
+        throttle.succeeded(email)
     return user
 
 

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 from whatwut.accounts import service as accounts
 from whatwut.accounts.auth import SESSION_COOKIE
 from whatwut.kit.deps import Context, DbSession
-from whatwut.kit.errors import NotAuthenticated, WhatWutError
+from whatwut.kit.errors import NotAuthenticated, TooManyRequests, WhatWutError
 from whatwut.web import data
 from whatwut.web.filters import Filters
 from whatwut.web.security import (
@@ -134,7 +134,22 @@ async def login_submit(
             status=422,
         )
     try:
-        user = await accounts.authenticate(session, email, password)
+        user = await accounts.authenticate(
+            session,
+            email,
+            password,
+            throttle=context.sign_in_throttle,
+            address=request.client.host if request.client else None,
+        )
+    except TooManyRequests as exc:
+        return _login_page(
+            request,
+            csrf=cookie,
+            next_path=next_path,
+            email=email,
+            error=f"Too many failed sign-ins: {exc.detail.split('; ', 1)[-1]}.",
+            status=429,
+        )
     except NotAuthenticated:
         return _login_page(
             request,
