@@ -363,6 +363,7 @@ def test_role_change_is_applied_and_audited(
     assert logs[0]["actor_user_id"] == admin.user_id and logs[0]["changes"] == {
         "role": ["agent", "administrator"]
     }
+    assert logs[0]["ip_address"] == "127.0.0.1", "the row names where the change came from"
     assert_problem(
         client.patch(admin.path(f"agents/{agent.user_id}"), json={"role": "boss"}, headers=admin.headers),
         422,
@@ -460,6 +461,20 @@ def test_account_update_rejects_bad_locale_and_taken_name(live: LiveServer, clie
 
 
 # --- audit log -------------------------------------------------------------------------------
+
+
+def test_audit_rows_record_the_client_behind_a_trusted_proxy(live: LiveServer, client: httpx.Client) -> None:
+    """Behind a reverse proxy on 127.0.0.1, the row names the customer-facing address, not the proxy."""
+    admin = new_account(live, client)
+    agent = add_user(live, client, admin.account_id)
+    proxied = {**admin.headers, "X-Forwarded-For": "203.0.113.9"}
+    response = client.patch(
+        admin.path(f"agents/{agent.user_id}"), json={"role": "administrator"}, headers=proxied
+    )
+    assert response.status_code == 200
+    log = client.get(admin.path("audit_logs"), headers=admin.headers).json()["data"][0]
+    assert log["action"] == "agent.role_changed"
+    assert log["ip_address"] == "203.0.113.9"
 
 
 def test_audit_log_is_newest_first_with_cursor_pages_and_admin_only(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.audit.models import AuditLog
 from whatwut.kit.errors import InvalidInput
+from whatwut.kit.middleware import CLIENT_ADDRESS
 from whatwut.kit.pagination import decode_cursor, encode_cursor
 
 
@@ -27,7 +28,10 @@ async def record(
     *,
     ip_address: str | None = None,
 ) -> AuditLog:
-    """Write one audit row. ``changes`` must never hold secrets (tokens, passwords)."""
+    """Write one audit row. ``changes`` must never hold secrets (tokens, passwords).
+
+    The address defaults to the current request's client (none for jobs and the CLI).
+    """
     entry = AuditLog(
         account_id=account_id,
         actor_user_id=actor_user_id,
@@ -35,7 +39,7 @@ async def record(
         subject_type=subject_type,
         subject_id=subject_id,
         changes=dict(changes or {}),
-        ip_address=ip_address,
+        ip_address=ip_address if ip_address is not None else CLIENT_ADDRESS.get(),
     )
     session.add(entry)
     await session.flush()

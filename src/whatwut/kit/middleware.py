@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,8 +63,12 @@ class _BodyTooLarge(BaseException):
     pass
 
 
+#: The address the current request came from (after trusted proxy headers); audit rows record it.
+CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
+
+
 class RequestId:
-    """Bind a request id to every log line of the request and echo it back."""
+    """Bind a request id to every log line of the request and echo it back; note its client."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,6 +80,8 @@ class RequestId:
         headers = dict(scope.get("headers") or [])
         request_id = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        client = scope.get("client")
+        address_token = CLIENT_ADDRESS.set(client[0] if client else None)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -85,4 +92,5 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            CLIENT_ADDRESS.reset(address_token)
             structlog.contextvars.unbind_contextvars("request_id")
