@@ -398,3 +398,45 @@ def test_a_rotated_key_stops_working(
     )
     assert disabled.status_code == 200
     assert_problem(client.get("/api/agents/me", headers=s.bot_headers), 401)
+
+
+def test_a_bot_that_accepts_but_never_answers_hands_off_after_its_timeout(
+    live: LiveServer, client: httpx.Client, db_conn: Db, bot: FakeBot
+) -> None:
+    s = setup(live, client, db_conn, bot)
+    changed = client.patch(
+        s.admin.path(f"ai_agents/{s.agent['id']}"),
+        json={"answer_timeout_seconds": 5},
+        headers=s.admin.headers,
+    )
+    assert changed.status_code == 200 and changed.json()["answer_timeout_seconds"] == 5
+    message_id = receive(live, s.admin.account_id, s.inbox_id, customer(db_conn, s), "hello?")
+    assert message_id is not None
+    deadline = time.monotonic() + 60
+    while conversation_of(client, s, message_id)["status"] != "open":
+        assert time.monotonic() < deadline, "the silent bot kept the conversation"
+        time.sleep(0.3)
+    conversation = conversation_of(client, s, message_id)
+    assert any("did not answer in time" in a for a in activities(client, s.admin, conversation["id"]))
+
+
+def test_a_bot_that_answers_in_time_keeps_the_conversation(
+    live: LiveServer, client: httpx.Client, db_conn: Db, bot: FakeBot
+) -> None:
+    s = setup(live, client, db_conn, bot)
+    client.patch(
+        s.admin.path(f"ai_agents/{s.agent['id']}"),
+        json={"answer_timeout_seconds": 5},
+        headers=s.admin.headers,
+    )
+    before = len(bot.received)
+    message_id = receive(live, s.admin.account_id, s.inbox_id, customer(db_conn, s), "hello?")
+    assert message_id is not None
+    bot.wait_for(before + 1)
+    conversation_id = conversation_of(client, s, message_id)["id"]
+    answer = client.post(
+        f"/api/conversations/{conversation_id}/messages", json={"content": "Hi!"}, headers=s.bot_headers
+    )
+    assert answer.status_code == 201
+    time.sleep(8)
+    assert conversation_of(client, s, message_id)["status"] == "pending"

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wacanda import jobs
 from wacanda.answering.api import router as answering_router
+from wacanda.bot.api import router as bot_router
 from wacanda.context import WacandaContext, set_current
 from wacanda.db import transaction
 from wacanda.errors import install_error_handlers, problem_response
@@ -137,6 +138,7 @@ def create_app(settings: Settings | None = None, *, context: WacandaContext | No
     install_error_handlers(app)
     app.include_router(knowledge_router)
     app.include_router(answering_router)
+    app.include_router(bot_router)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

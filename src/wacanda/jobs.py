@@ -22,13 +22,13 @@ from wacanda.db import JOBS_SEARCH_PATH, connect_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 QUEUE = "wacanda"
-TASK_MODULES = ("wacanda.knowledge.tasks",)
+TASK_MODULES = ("wacanda.knowledge.tasks", "wacanda.bot.tasks")
 
 queue = procrastinate.App(connector=PsycopgConnector())
 
 _DEFER = text(
-    "SELECT unnest(wacanda.procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task_name, 0, NULL, NULL,"
-    " CAST(:args AS jsonb), NULL)::wacanda.procrastinate_job_to_defer_v1]))"
+    "SELECT unnest(wacanda.procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task_name, 0, :lock,"
+    " :queueing_lock, CAST(:args AS jsonb), NULL)::wacanda.procrastinate_job_to_defer_v1]))"
 )
 
 
@@ -40,9 +40,28 @@ def job(name: str, *, retry: int = 0) -> Callable[[F], F]:
     return register
 
 
-async def defer(session: AsyncSession, task_name: str, args: dict[str, Any]) -> int:
-    """Queue ``task_name(**args)``, committed (or rolled back) with ``session``."""
-    result = await session.execute(_DEFER, {"queue": QUEUE, "task_name": task_name, "args": json.dumps(args)})
+async def defer(
+    session: AsyncSession,
+    task_name: str,
+    args: dict[str, Any],
+    *,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
+) -> int:
+    """Queue ``task_name(**args)``, committed (or rolled back) with ``session``.
+
+    Jobs with the same ``lock`` run one at a time in the order they were deferred.
+    """
+    result = await session.execute(
+        _DEFER,
+        {
+            "queue": QUEUE,
+            "task_name": task_name,
+            "args": json.dumps(args),
+            "lock": lock,
+            "queueing_lock": queueing_lock,
+        },
+    )
     return int(result.scalar_one())
 
 

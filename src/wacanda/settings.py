@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_embedding_model: str = Field(default="text-embedding-3-small", alias="WACANDA_EMBEDDING_MODEL")
     log_level: str = Field(default="INFO", alias="WACANDA_LOG_LEVEL")
+    #: WhatWut's Agent API, the bot's API key and webhook signing secret (one bot, set by hand).
+    whatwut_api_url: str | None = Field(default=None, alias="WHATWUT_API_URL")
+    whatwut_api_key: SecretStr | None = Field(default=None, alias="WHATWUT_API_KEY")
+    whatwut_webhook_secret: SecretStr | None = Field(default=None, alias="WHATWUT_WEBHOOK_SECRET")
+    #: Bots registered by ``whatwut serve`` (one per account), in a 0600 JSON file of the data dir.
+    bots_file: Path | None = Field(default=None, alias="WACANDA_BOTS_FILE")
 
     def service_key(self) -> str:
         """``WACANDA_API_KEY``, or a key created once in the data directory (shared with WhatWut)."""

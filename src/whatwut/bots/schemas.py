@@ -18,12 +18,15 @@ class AiAgentCreate(Input):
     type: Literal["wacanda", "webhook"] = "wacanda"
     webhook_url: AnyHttpUrl
     description: Annotated[str, Field(max_length=1000)] = ""
+    #: Seconds the agent has to answer or hand off a delivered message before people get it.
+    answer_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] = 120
 
 
 class AiAgentUpdate(Input):
     name: Name | None = None
     webhook_url: AnyHttpUrl | None = None
     description: Annotated[str, Field(max_length=1000)] | None = None
+    answer_timeout_seconds: Annotated[int, Field(ge=5, le=3600)] | None = None
     status: Literal["active", "disabled"] | None = None
 
 
@@ -35,6 +38,7 @@ class AiAgentOut(Output):
     status: str
     webhook_url: str
     description: str
+    answer_timeout_seconds: int
     api_key_prefix: str
     inbox_ids: list[int]
     performance_metrics: dict[str, Any]

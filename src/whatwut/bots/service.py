@@ -50,6 +50,8 @@ from whatwut.kit.pagination import decode_cursor, encode_cursor
 from whatwut.security.tokens import hash_token
 
 DELIVER_JOB = "bots.deliver_webhook"
+CHECK_ANSWERED_JOB = "bots.check_answered"
+DEFAULT_ANSWER_TIMEOUT = 120
 API_KEY_PREFIX = "wwb_"
 TOKEN_TTL = timedelta(hours=12)
 #: Attempts of one webhook delivery (1 s, 2 s, 4 s, 8 s apart) before the conversation goes to a
@@ -68,6 +70,9 @@ HANDOFF_TEXT = {
     "unsafe_message": "a message it should not answer",
     "bot_unreachable": "the bot could not be reached",
     "bot_disabled": "the bot was disabled",
+    "bot_error": "the bot failed to answer",
+    "bot_silent": "the bot did not answer in time",
+    "unsupported_content": "a message it cannot read",
 }
 
 
@@ -113,6 +118,7 @@ async def agent_views(session: AsyncSession, agents: Sequence[AiAgent]) -> list[
             status=agent.status,
             webhook_url=str(agent.configuration.get("webhook_url", "")),
             description=str(agent.configuration.get("description", "")),
+            answer_timeout_seconds=answer_timeout(agent),
             api_key_prefix=agent.api_key_prefix,
             inbox_ids=inbox_ids.get(agent.id, []),
             performance_metrics=dict(agent.performance_metrics or {}),
@@ -151,7 +157,11 @@ async def create_agent(
         account_id=account_id,
         name=body.name,
         type=body.type,
-        configuration={"webhook_url": str(body.webhook_url), "description": body.description},
+        configuration={
+            "webhook_url": str(body.webhook_url),
+            "description": body.description,
+            "answer_timeout_seconds": body.answer_timeout_seconds,
+        },
         secrets_encrypted=context.secrets.seal({"webhook_secret": webhook_secret}),
         api_key_hash=hash_token(api_key),
         api_key_prefix=api_key[:8],
@@ -204,6 +214,8 @@ async def update_agent(
         configuration["webhook_url"] = str(body.webhook_url)
     if "description" in sent and body.description is not None:
         configuration["description"] = body.description
+    if "answer_timeout_seconds" in sent and body.answer_timeout_seconds is not None:
+        configuration["answer_timeout_seconds"] = body.answer_timeout_seconds
     agent.configuration = configuration
     if "status" in sent and body.status is not None:
         agent.status = body.status
@@ -668,6 +680,59 @@ async def give_up(session: AsyncSession, delivery: AiAgentDelivery, error: str) 
     if agent is not None and conversation is not None and conversation.ai_agent_id == agent.id:
         await _end(session, agent, conversation, reason="bot_unreachable", detail=error[:500])
     await session.flush()
+
+
+def answer_timeout(agent: AiAgent) -> int:
+    value = agent.configuration.get("answer_timeout_seconds", DEFAULT_ANSWER_TIMEOUT)
+    return int(value) if isinstance(value, int) else DEFAULT_ANSWER_TIMEOUT
+
+
+async def watch_answer(session: AsyncSession, agent: AiAgent, delivery: AiAgentDelivery) -> None:
+    """After a delivery, check in ``answer_timeout_seconds`` that the agent answered or handed off."""
+    await defer(
+        session,
+        CHECK_ANSWERED_JOB,
+        {"account_id": agent.account_id, "delivery_id": delivery.id},
+        scheduled_at=_now() + timedelta(seconds=answer_timeout(agent)),
+    )
+
+
+async def check_answered(session: AsyncSession, account_id: int, delivery_id: int) -> bool:
+    """A delivered message the agent left unanswered goes to people (True when it did)."""
+    delivery = await session.scalar(
+        select(AiAgentDelivery).where(
+            AiAgentDelivery.id == delivery_id, AiAgentDelivery.account_id == account_id
+        )
+    )
+    if delivery is None or delivery.message_id is None:
+        return False
+    conversation = (
+        await session.execute(
+            select(Conversation).where(Conversation.id == delivery.conversation_id).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if conversation is None or conversation.ai_agent_id != delivery.agent_id:
+        return False
+    answered = await session.scalar(
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.id > delivery.message_id,
+            Message.sender_type == "bot",
+        )
+    )
+    later = await session.scalar(
+        select(func.count())
+        .select_from(AiAgentDelivery)
+        .where(AiAgentDelivery.conversation_id == conversation.id, AiAgentDelivery.id > delivery.id)
+    )
+    if answered or later:
+        return False
+    agent = await session.get(AiAgent, delivery.agent_id)
+    assert agent is not None
+    await _end(session, agent, conversation, reason="bot_silent", detail=None)
+    return True
 
 
 def webhook_secret(context: AppContext, agent: AiAgent) -> str:

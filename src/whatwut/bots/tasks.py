@@ -89,6 +89,9 @@ async def deliver_webhook(account_id: int, delivery_id: int) -> str:
             delivery.status = "delivered"
             delivery.last_error = None
             delivery.delivered_at = datetime.now(UTC)
+            agent = await session.get(AiAgent, delivery.agent_id)
+            if agent is not None:
+                await service.watch_answer(session, agent, delivery)
             return "delivered"
         delivery.last_error = error[:2000]
         log.warning("bots.webhook_failed", delivery_id=delivery_id, attempt=attempt, error=error[:200])
@@ -96,3 +99,10 @@ async def deliver_webhook(account_id: int, delivery_id: int) -> str:
             await service.give_up(session, delivery, error)
             return "handed_off"
     raise DeliveryFailed(error)
+
+
+@job(service.CHECK_ANSWERED_JOB)
+async def check_answered(account_id: int, delivery_id: int) -> bool:
+    """The agent's time to answer a delivered message is up: people get it if nothing came."""
+    async with transaction(get_current().sessionmaker) as session:
+        return await service.check_answered(session, account_id, delivery_id)
