@@ -67,6 +67,9 @@ class Malformed:
 
 Script = Reply | Status | Delay | Malformed
 Responder = Callable[[dict[str, Any]], Script]
+#: Asked with an embeddings request's texts: ``None`` answers normally, a ``Status`` fails it, a
+#: ``Delay`` answers after ``seconds``.
+EmbeddingResponder = Callable[[list[str]], Status | Delay | None]
 
 
 @dataclass
@@ -75,6 +78,7 @@ class FakeOpenAIState:
     responder: Responder | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     embedding_dimension: int = 16
+    embedding_responder: EmbeddingResponder | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_step(self, request: dict[str, Any]) -> Script:
@@ -184,6 +188,11 @@ def create_fake_openai_app(state: FakeOpenAIState) -> Starlette:
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         with state.lock:
             state.requests.append(body)
+        step = state.embedding_responder([str(t) for t in texts]) if state.embedding_responder else None
+        if isinstance(step, Delay):
+            await asyncio.sleep(step.seconds)
+        elif isinstance(step, Status):
+            return _error(step)
         data = []
         for index, text in enumerate(texts):
             digest = hashlib.sha256(str(text).encode()).digest()

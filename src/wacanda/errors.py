@@ -47,6 +47,18 @@ class InvalidInput(WacandaError):
     type_slug = "invalid-input"
 
 
+class Conflict(WacandaError):
+    status_code = 409
+    title = "Conflict"
+    type_slug = "conflict"
+
+
+class UpstreamUnavailable(WacandaError):
+    status_code = 503
+    title = "Upstream unavailable"
+    type_slug = "upstream-unavailable"
+
+
 class PayloadTooLarge(WacandaError):
     status_code = 413
     title = "Payload too large"

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_embedding_model: str = Field(default="text-embedding-3-small", alias="WACANDA_EMBEDDING_MODEL")
+    #: Batches (of 32 chunks) a re-embedding job embeds before queueing its continuation, so that
+    #: uploads are not held up behind a long re-embedding.
+    reembed_batches_per_job: int = Field(default=8, ge=1, alias="WACANDA_REEMBED_BATCHES_PER_JOB")
     log_level: str = Field(default="INFO", alias="WACANDA_LOG_LEVEL")
     #: WhatWut's Agent API, the bot's API key and webhook signing secret (one bot, set by hand).
     whatwut_api_url: str | None = Field(default=None, alias="WHATWUT_API_URL")

@@ -24,6 +24,8 @@ from wacanda.knowledge.schemas import (
     DocumentOut,
     DocumentPage,
     DocumentStatusOut,
+    EmbeddingModelIn,
+    EmbeddingModelOut,
     KnowledgeBaseList,
     KnowledgeBaseOut,
     PageMeta,
@@ -176,6 +178,51 @@ async def document_search(
 async def list_knowledge_bases(account_id: CallerAccount, session: Session) -> KnowledgeBaseList:
     rows = await service.list_kbs(session, account_id)
     return KnowledgeBaseList(data=[KnowledgeBaseOut.of(kb, n) for kb, n in rows])
+
+
+@router.get(
+    "/knowledge-bases/{kb_id}/embedding-model",
+    response_model=EmbeddingModelOut,
+    summary="A knowledge base's embedding model and the progress of its latest re-embedding",
+)
+async def get_embedding_model(account_id: CallerAccount, session: Session, kb_id: int) -> EmbeddingModelOut:
+    kb = await service.get_kb(session, account_id, kb_id)
+    return EmbeddingModelOut.of(kb, await service.latest_reembedding(session, kb.id))
+
+
+@router.post(
+    "/knowledge-bases/{kb_id}/embedding-model",
+    response_model=EmbeddingModelOut,
+    status_code=202,
+    summary="Change a knowledge base's embedding model (re-embeds in the background)",
+    responses={
+        200: {"description": "The knowledge base already uses that model", "model": EmbeddingModelOut},
+        409: {"description": "Another re-embedding of this knowledge base is running"},
+    },
+)
+async def change_embedding_model(
+    request: Request,
+    response: Response,
+    account_id: CallerAccount,
+    session: Session,
+    kb_id: int,
+    body: EmbeddingModelIn,
+) -> EmbeddingModelOut:
+    """A job embeds every live chunk with the new model while search keeps using the old one, then
+    switches in one transaction (``knowledge_base.reembed_progress`` / ``.reembedded`` /
+    ``.reembed_failed`` on ``/document-events``). Posting the model of a failed re-embedding
+    again resumes it."""
+    await service.get_kb(session, account_id, kb_id)
+    embedder, dims = await service.resolve_model(context_of(request).embedder, body.model, body.dimension)
+    change = await service.change_model(session, account_id, kb_id, embedder, dims)
+    if change.started and change.reembedding is not None:
+        await jobs.defer(
+            session, "wacanda.reembed", {"reembedding_id": change.reembedding.id, "account_id": account_id}
+        )
+    else:
+        response.status_code = 200
+    kb = await service.get_kb(session, account_id, kb_id)
+    return EmbeddingModelOut.of(kb, await service.latest_reembedding(session, kb.id))
 
 
 def _cursor(document_id: int) -> str:

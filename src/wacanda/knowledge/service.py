@@ -23,11 +23,19 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from wacanda.db import transaction
-from wacanda.errors import InvalidInput, NotFound
+from wacanda.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document
-from wacanda.knowledge.embeddings import Embedder
+from wacanda.knowledge.embeddings import Embedder, UnknownModel, embedder_for_model, get_catalog
 from wacanda.knowledge.language import detect_language, text_search_config
-from wacanda.knowledge.models import EMBEDDING_DIM, Document, DocumentEmbedding, KnowledgeBase
+from wacanda.knowledge.models import (
+    MAX_INDEXED_DIM,
+    Document,
+    DocumentEmbedding,
+    KnowledgeBase,
+    Reembedding,
+    hnsw_index_name,
+    hnsw_index_sql,
+)
 from wacanda.knowledge.parsing import (
     DEFAULT_LIMITS,
     DocumentError,
@@ -41,6 +49,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_KNOWLEDGE_BASE = "default"
 EVENTS_CHANNEL = "wacanda_documents"
 EMBED_BATCH = 16
+REEMBED_BATCH = 32
+INDEX_LOCK_KEY = 0x57AC  # advisory lock (key, 0): creating a per-dimension vector index
+REEMBED_LOCK_KEY = 0x57AD  # advisory lock (key, reembedding id): held by whoever runs it
+MAX_GENERATION_RETRIES = 3
 MIN_CENTROID_CHUNKS = 8
 MAX_TAGS = 20
 ProgressCallback = Callable[[int, int], None]
@@ -61,12 +73,15 @@ async def get_or_create_kb(
 ) -> KnowledgeBase:
     """The account's knowledge base of that name, created with the current defaults when new."""
     name = clean_kb_name(name)
-    if embedder.dimension != EMBEDDING_DIM:
-        raise InvalidInput(
-            f"the embedding model {embedder.model_name} has {embedder.dimension} dimensions;"
-            f" this index stores {EMBEDDING_DIM}",
-            field="knowledge_base",
+    existing = (
+        await session.execute(
+            select(KnowledgeBase).where(KnowledgeBase.account_id == account_id, KnowledgeBase.name == name)
         )
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    dims = check_dimension(embedder.model_name, embedder.dimension)
+    await ensure_vector_index(session, dims)
     options = ChunkingOptions()
     await session.execute(
         insert(KnowledgeBase)
@@ -81,6 +96,38 @@ async def get_or_create_kb(
         .on_conflict_do_nothing(index_elements=["account_id", "name"])
     )
     kb = await find_kb(session, account_id, name)
+    return kb
+
+
+def check_dimension(model: str, dims: int) -> int:
+    if not 1 <= dims <= MAX_INDEXED_DIM:
+        raise InvalidInput(
+            f"the embedding model {model} has {dims} dimensions; the vector index takes 1 to"
+            f" {MAX_INDEXED_DIM}",
+            field="model",
+        )
+    return dims
+
+
+async def ensure_vector_index(session: AsyncSession, dims: int) -> None:
+    """The partial HNSW index of one dimension, made the first time a knowledge base uses it.
+
+    It covers only live chunks of that dimension, so it is built empty, at once; the advisory
+    lock keeps two transactions from racing to create it."""
+    name = f"wacanda.{hnsw_index_name(dims)}"
+    if await session.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is not None:
+        return
+    await session.execute(text("SELECT pg_advisory_xact_lock(:key, 0)"), {"key": INDEX_LOCK_KEY})
+    await session.execute(text(hnsw_index_sql(dims)))
+
+
+async def get_kb(session: AsyncSession, account_id: int, kb_id: int, *, lock: bool = False) -> KnowledgeBase:
+    query = select(KnowledgeBase).where(KnowledgeBase.id == kb_id)
+    if lock:
+        query = query.with_for_update()
+    kb = (await session.execute(query)).scalar_one_or_none()
+    if kb is None or kb.account_id != account_id:
+        raise NotFound("knowledge base not found", field="knowledge_base_id")
     return kb
 
 
@@ -238,7 +285,11 @@ async def process_document(
     ``processing`` that stays.
     """
     try:
-        return await _process(sessionmaker, embedder, document_id, on_progress)
+        for _attempt in range(MAX_GENERATION_RETRIES):
+            result = await _process(sessionmaker, embedder, document_id, on_progress)
+            if not isinstance(result, _StaleGeneration):
+                return result
+        raise RuntimeError("the knowledge base kept changing its embedding model during ingestion")
     except Exception as exc:
         log.exception("wacanda.ingest_failed", document_id=document_id)
         return await _fail(sessionmaker, document_id, "internal", f"processing failed: {type(exc).__name__}")
@@ -259,12 +310,16 @@ async def _fail(
         return document
 
 
+class _StaleGeneration:
+    """The knowledge base switched embedding model while this version was embedded: start over."""
+
+
 async def _process(
     sessionmaker: async_sessionmaker[AsyncSession],
-    embedder: Embedder,
+    default_embedder: Embedder,
     document_id: int,
     on_progress: ProgressCallback | None,
-) -> Document | None:
+) -> Document | _StaleGeneration | None:
     async with transaction(sessionmaker) as session:
         document = await _load_for_processing(session, document_id)
         if document is None:
@@ -273,6 +328,8 @@ async def _process(
         assert kb is not None
         data = await session.scalar(select(Document.content).where(Document.id == document_id))
         name, options = document.name, ChunkingOptions(kb.chunk_size, kb.chunk_overlap)
+        generation = kb.embedding_generation
+        embedder = embedder_for_model(kb.embedding_model, default_embedder)
     try:
         parsed, chunks = await asyncio.to_thread(_parse_and_chunk, data or b"", name, embedder, options)
     except DocumentError as exc:
@@ -311,7 +368,7 @@ async def _process(
             await session.execute(
                 insert(DocumentEmbedding),
                 [
-                    _chunk_row(document, chunk, vector, language, config)
+                    _chunk_row(document, chunk, vector, language, config, generation)
                     for chunk, vector in zip(batch, vectors, strict=True)
                 ],
             )
@@ -322,7 +379,7 @@ async def _process(
             on_progress(first + len(batch), len(chunks))
 
     async with transaction(sessionmaker) as session:
-        return await _go_live(session, document_id)
+        return await _go_live(session, document_id, generation)
 
 
 def _parse_and_chunk(
@@ -332,7 +389,9 @@ def _parse_and_chunk(
     return parsed, chunk_document(parsed, embedder.count_tokens, options)
 
 
-def _chunk_row(document: Document, chunk: Chunk, vector: Any, language: str, config: str) -> dict[str, Any]:
+def _chunk_row(
+    document: Document, chunk: Chunk, vector: Any, language: str, config: str, generation: int
+) -> dict[str, Any]:
     return {
         "document_id": document.id,
         "knowledge_base_id": document.knowledge_base_id,
@@ -346,21 +405,32 @@ def _chunk_row(document: Document, chunk: Chunk, vector: Any, language: str, con
         "embedding": np.asarray(vector, dtype=np.float32),
         "token_count": chunk.token_count,
         "is_live": False,
+        "generation": generation,
     }
 
 
-async def _go_live(session: AsyncSession, document_id: int) -> Document | None:
-    """In one transaction: retire the current version's chunks and make this version's live."""
+async def _go_live(
+    session: AsyncSession, document_id: int, generation: int
+) -> Document | _StaleGeneration | None:
+    """In one transaction: retire the current version's chunks and make this version's live.
+
+    Under the knowledge base's lock, which a model switch takes too: the chunks go live only if
+    they were embedded with the model the knowledge base still serves."""
     document = await session.get(Document, document_id)
     if document is None:
         return None
-    await session.execute(
-        select(KnowledgeBase.id).where(KnowledgeBase.id == document.knowledge_base_id).with_for_update()
+    live_generation = await session.scalar(
+        select(KnowledgeBase.embedding_generation)
+        .where(KnowledgeBase.id == document.knowledge_base_id)
+        .with_for_update()
     )
     document = await _load_for_processing(session, document_id)
     if document is None:
         await session.execute(delete(DocumentEmbedding).where(DocumentEmbedding.document_id == document_id))
         return await session.get(Document, document_id)
+    if live_generation != generation:
+        await session.execute(delete(DocumentEmbedding).where(DocumentEmbedding.document_id == document_id))
+        return _StaleGeneration()
     current = (
         await session.execute(
             select(Document).where(
@@ -536,3 +606,412 @@ async def delete_document(session: AsyncSession, account_id: int, document_id: i
     await session.refresh(document)
     await notify(session, document, type="document.deleted")
     return document
+
+
+# --- Changing a knowledge base's embedding model -----------------------------------------------
+#
+# A re-embedding writes every live chunk again, embedded with the new model, as rows of generation
+# ``reembedding.id`` that are not live; search keeps serving the live generation meanwhile. Batches
+# commit as they go and the job picks up what is missing, so it resumes after a crash. Chunks that
+# go live meanwhile (uploads) are caught up; the switch (under the knowledge base's lock, which
+# ``_go_live`` takes too) embeds the last few, swaps the generations and records the new model in
+# one transaction. Whoever runs a re-embedding holds the advisory lock (REEMBED_LOCK_KEY, id).
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    reembedding: Reembedding | None  # None: the knowledge base already uses that model
+    started: bool  # a job must run it (new, resumed after a failure, or left by a dead worker)
+
+
+async def resolve_model(default: Embedder, model: str, dimension: int | None) -> tuple[Embedder, int]:
+    """The embedder of a model name and its dimension, checked against ``dimension`` if given.
+
+    An OpenAI-compatible model is probed with one request, so that a typo or a model the endpoint
+    does not serve is refused now rather than by a job."""
+    try:
+        embedder = embedder_for_model(get_catalog().canonical(model), default)
+    except UnknownModel as exc:
+        raise InvalidInput(str(exc), field="model") from None
+    try:
+        dims = await asyncio.to_thread(lambda: embedder.dimension)
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        if status in (400, 404, 422):
+            raise InvalidInput(
+                f"the embeddings endpoint refused model {model!r}: {_describe(exc)}", field="model"
+            ) from None
+        raise UpstreamUnavailable(
+            f"the embeddings endpoint did not answer for {model!r}: {_describe(exc)}", field="model"
+        ) from None
+    check_dimension(embedder.model_name, dims)
+    if dimension is not None and dimension != dims:
+        raise InvalidInput(
+            f"dimension mismatch: {embedder.model_name} gives {dims} dimensions, not {dimension}",
+            field="dimension",
+        )
+    return embedder, dims
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}"[:500] if message else type(exc).__name__
+
+
+async def latest_reembedding(session: AsyncSession, kb_id: int) -> Reembedding | None:
+    return (
+        await session.execute(
+            select(Reembedding)
+            .where(Reembedding.knowledge_base_id == kb_id)
+            .order_by(Reembedding.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+async def _is_orphaned(session: AsyncSession, reembedding_id: int) -> bool:
+    """A ``running`` re-embedding nobody runs: no queued job and its lock is free (its runner died)."""
+    queued = await session.scalar(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM wacanda.procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            " AND task_name = 'wacanda.reembed' AND (args->>'reembedding_id')::bigint = :id)"
+        ),
+        {"id": reembedding_id},
+    )
+    if queued:
+        return False
+    free = await session.scalar(
+        text("SELECT pg_try_advisory_xact_lock(:key, CAST(:id AS integer))"),
+        {"key": REEMBED_LOCK_KEY, "id": reembedding_id},
+    )
+    return bool(free)
+
+
+async def change_model(
+    session: AsyncSession,
+    account_id: int,
+    kb_id: int,
+    embedder: Embedder,
+    dims: int,
+) -> ModelChange:
+    """Start (or resume) re-embedding a knowledge base with ``embedder`` (from ``resolve_model``).
+
+    Refused with 409 while another re-embedding of it runs. A failed (or orphaned) one for the same
+    model resumes where it stopped; for another model its partial vectors are dropped."""
+    kb = await get_kb(session, account_id, kb_id, lock=True)
+    model = embedder.model_name
+    latest = await latest_reembedding(session, kb.id)
+    if latest is not None and latest.status == "running":
+        if not await _is_orphaned(session, latest.id):
+            raise Conflict(
+                f"a re-embedding to {latest.model} is running ({latest.chunks_done}/{latest.chunks_total}"
+                " chunks); wait for it to finish",
+                field="model",
+                reembedding_id=latest.id,
+            )
+        if latest.model == model and latest.dimension == dims:
+            latest.attempts += 1
+            await session.flush()
+            await notify_reembedding(session, latest)
+            return ModelChange(latest, started=True)
+        latest.status, latest.error = "failed", "abandoned: its worker stopped, then another model was chosen"
+        latest.finished_at = datetime.now(UTC)
+    if model == kb.embedding_model and dims == kb.embedding_dim:
+        return ModelChange(None, started=False)
+    if (
+        latest is not None
+        and latest.status == "failed"
+        and latest.model == model
+        and latest.dimension == dims
+    ):
+        latest.status, latest.error, latest.finished_at = "running", None, None
+        latest.attempts += 1
+        await session.flush()
+        await notify_reembedding(session, latest)
+        return ModelChange(latest, started=True)
+    # Partial vectors of failed attempts at other models are of no further use.
+    await session.execute(
+        delete(DocumentEmbedding).where(
+            DocumentEmbedding.knowledge_base_id == kb.id,
+            DocumentEmbedding.is_live.is_(False),
+            DocumentEmbedding.generation.in_(
+                select(Reembedding.id).where(
+                    Reembedding.knowledge_base_id == kb.id, Reembedding.status == "failed"
+                )
+            ),
+        )
+    )
+    reembedding = Reembedding(
+        knowledge_base_id=kb.id,
+        account_id=kb.account_id,
+        from_model=kb.embedding_model,
+        from_dim=kb.embedding_dim,
+        model=model,
+        dimension=dims,
+        status="running",
+        chunks_total=await _live_chunks(session, kb.id),
+        chunks_done=0,
+        attempts=1,
+    )
+    session.add(reembedding)
+    await session.flush()
+    await notify_reembedding(session, reembedding)
+    return ModelChange(reembedding, started=True)
+
+
+async def orphaned_reembeddings(session: AsyncSession) -> list[tuple[int, int]]:
+    """``(id, account_id)`` of running re-embeddings nobody runs (for ``wacanda serve`` to requeue)."""
+    rows = (
+        await session.execute(
+            select(Reembedding.id, Reembedding.account_id).where(Reembedding.status == "running")
+        )
+    ).all()
+    return [(int(r.id), int(r.account_id)) for r in rows if await _is_orphaned(session, int(r.id))]
+
+
+async def notify_reembedding(session: AsyncSession, reembedding: Reembedding) -> None:
+    """``knowledge_base.reembed_progress`` | ``.reembedded`` | ``.reembed_failed``, on the same
+    channel (and SSE stream) as document progress."""
+    kind = {"completed": "reembedded", "failed": "reembed_failed"}.get(reembedding.status, "reembed_progress")
+    payload = {
+        "type": f"knowledge_base.{kind}",
+        "account_id": reembedding.account_id,
+        "knowledge_base_id": reembedding.knowledge_base_id,
+        "reembedding_id": reembedding.id,
+        "model": reembedding.model,
+        "dimension": reembedding.dimension,
+        "status": reembedding.status,
+        "chunks_done": reembedding.chunks_done,
+        "chunks_total": reembedding.chunks_total,
+        "error": reembedding.error,
+    }
+    await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": EVENTS_CHANNEL, "p": json.dumps(payload)})
+
+
+async def _live_chunks(session: AsyncSession, kb_id: int) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(DocumentEmbedding)
+        .where(DocumentEmbedding.knowledge_base_id == kb_id, DocumentEmbedding.is_live)
+    )
+    return int(count or 0)
+
+
+_MISSING_SQL = text(
+    """
+    SELECT e.id, e.context, e.chunk_text FROM wacanda.document_embeddings e
+     WHERE e.knowledge_base_id = :kb AND e.is_live
+       AND NOT EXISTS (SELECT 1 FROM wacanda.document_embeddings n
+                        WHERE n.document_id = e.document_id AND n.chunk_index = e.chunk_index
+                          AND n.generation = :generation)
+     ORDER BY e.id
+     LIMIT :limit
+    """
+)
+
+_COPY_SQL = text(
+    """
+    INSERT INTO wacanda.document_embeddings
+           (document_id, knowledge_base_id, chunk_index, chunk_text, title, heading_path, context,
+            language, config, embedding, token_count, is_live, generation)
+    SELECT document_id, knowledge_base_id, chunk_index, chunk_text, title, heading_path, context,
+           language, config, CAST(:embedding AS vector), token_count, false, :generation
+      FROM wacanda.document_embeddings WHERE id = :id AND is_live
+    ON CONFLICT DO NOTHING
+    """
+)
+
+
+def _vector_text(vector: Any) -> str:
+    return "[" + ",".join(f"{float(x):.7g}" for x in vector) + "]"
+
+
+class ReembedFailed(Exception):
+    """The new model could not embed (endpoint down, wrong dimension): recorded, old index kept."""
+
+
+async def _embed_missing(
+    session: AsyncSession, embedder: Embedder, reembedding: Reembedding, limit: int
+) -> int:
+    """Embed up to ``limit`` live chunks that have no vector of the new generation yet."""
+    rows = (
+        await session.execute(
+            _MISSING_SQL,
+            {"kb": reembedding.knowledge_base_id, "generation": reembedding.id, "limit": limit},
+        )
+    ).all()
+    if not rows:
+        return 0
+    texts = [f"{row.context}\n\n{row.chunk_text}" for row in rows]
+    try:
+        vectors = await asyncio.to_thread(embedder.embed_passages, texts)
+    except Exception as exc:
+        raise ReembedFailed(f"the embeddings endpoint failed: {_describe(exc)}") from exc
+    if vectors.ndim != 2 or vectors.shape[1] != reembedding.dimension:
+        got = vectors.shape[1] if vectors.ndim == 2 else "?"
+        raise ReembedFailed(f"the model returned {got} dimensions, not the {reembedding.dimension} expected")
+    await session.execute(
+        _COPY_SQL,
+        [
+            {"id": int(row.id), "embedding": _vector_text(vector), "generation": reembedding.id}
+            for row, vector in zip(rows, vectors, strict=True)
+        ],
+    )
+    return len(rows)
+
+
+async def _running(session: AsyncSession, reembedding_id: int) -> Reembedding | None:
+    reembedding = await session.get(Reembedding, reembedding_id, with_for_update=True, populate_existing=True)
+    return reembedding if reembedding is not None and reembedding.status == "running" else None
+
+
+@dataclass(frozen=True)
+class ReembedRun:
+    reembedding: Reembedding | None  # as it ended: completed, failed, or still running
+    more: bool  # stopped after ``max_batches``: another run continues
+
+
+async def run_reembedding(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    default_embedder: Embedder,
+    reembedding_id: int,
+    on_progress: ProgressCallback | None = None,
+    *,
+    batch_size: int = REEMBED_BATCH,
+    max_batches: int | None = None,
+) -> ReembedRun:
+    """Embed a knowledge base's live chunks with the new model, then switch to it.
+
+    With ``max_batches`` it stops after that many batches (``more``), so that a job gives the
+    worker back to uploads between slices. Resumable: a rerun embeds only what has no vector of
+    the new generation. Another process running it makes this a no-op."""
+    engine = sessionmaker.kw["bind"]
+    async with engine.connect() as lock_conn:
+        await lock_conn.execution_options(isolation_level="AUTOCOMMIT")
+        key = {"key": REEMBED_LOCK_KEY, "id": reembedding_id}
+        held = await lock_conn.scalar(text("SELECT pg_try_advisory_lock(:key, CAST(:id AS integer))"), key)
+        if not held:
+            async with sessionmaker() as session:
+                return ReembedRun(await session.get(Reembedding, reembedding_id), more=False)
+        try:
+            return await _run(
+                sessionmaker, default_embedder, reembedding_id, on_progress, batch_size, max_batches
+            )
+        finally:
+            await lock_conn.execute(text("SELECT pg_advisory_unlock(:key, CAST(:id AS integer))"), key)
+
+
+async def _run(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    default_embedder: Embedder,
+    reembedding_id: int,
+    on_progress: ProgressCallback | None,
+    batch_size: int,
+    max_batches: int | None,
+) -> ReembedRun:
+    try:
+        return await _run_batches(
+            sessionmaker, default_embedder, reembedding_id, on_progress, batch_size, max_batches
+        )
+    except Exception as exc:
+        if not isinstance(exc, ReembedFailed):
+            log.exception("wacanda.reembed_failed", reembedding_id=reembedding_id)
+        reason = str(exc) if isinstance(exc, ReembedFailed) else f"re-embedding failed: {_describe(exc)}"
+        async with transaction(sessionmaker) as session:
+            reembedding = await _running(session, reembedding_id)
+            if reembedding is None:
+                return ReembedRun(await session.get(Reembedding, reembedding_id), more=False)
+            reembedding.status, reembedding.error = "failed", reason
+            reembedding.finished_at = datetime.now(UTC)
+            await _count_progress(session, reembedding)
+            return ReembedRun(reembedding, more=False)
+
+
+async def _run_batches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    default_embedder: Embedder,
+    reembedding_id: int,
+    on_progress: ProgressCallback | None,
+    batch_size: int,
+    max_batches: int | None,
+) -> ReembedRun:
+    async with transaction(sessionmaker) as session:
+        reembedding = await _running(session, reembedding_id)
+        if reembedding is None:
+            return ReembedRun(await session.get(Reembedding, reembedding_id), more=False)
+        try:
+            embedder = embedder_for_model(reembedding.model, default_embedder)
+        except UnknownModel as exc:
+            raise ReembedFailed(str(exc)) from None
+        await ensure_vector_index(session, reembedding.dimension)
+    batches = 0
+    while True:
+        if max_batches is not None and batches >= max_batches:
+            return ReembedRun(reembedding, more=True)
+        async with transaction(sessionmaker) as session:
+            reembedding = await _running(session, reembedding_id)
+            if reembedding is None:
+                return ReembedRun(await session.get(Reembedding, reembedding_id), more=False)
+            embedded = await _embed_missing(session, embedder, reembedding, batch_size)
+            if not embedded:
+                break
+            await _count_progress(session, reembedding)
+        batches += 1
+        if on_progress:
+            on_progress(reembedding.chunks_done, reembedding.chunks_total)
+    async with transaction(sessionmaker) as session:
+        return ReembedRun(await _switch(session, embedder, reembedding_id, batch_size), more=False)
+
+
+async def _count_progress(session: AsyncSession, reembedding: Reembedding) -> None:
+    done = await session.scalar(
+        select(func.count())
+        .select_from(DocumentEmbedding)
+        .where(
+            DocumentEmbedding.knowledge_base_id == reembedding.knowledge_base_id,
+            DocumentEmbedding.generation == reembedding.id,
+            DocumentEmbedding.is_live.is_(False),
+        )
+    )
+    total = await _live_chunks(session, reembedding.knowledge_base_id)
+    reembedding.chunks_done, reembedding.chunks_total = min(int(done or 0), total), total
+    await session.flush()
+    await notify_reembedding(session, reembedding)
+
+
+async def _switch(
+    session: AsyncSession, embedder: Embedder, reembedding_id: int, batch_size: int
+) -> Reembedding | None:
+    """One transaction: catch up the chunks that went live meanwhile, retire the old generation,
+    make the new one live and record the model; searches see the old index until it commits."""
+    reembedding = await session.get(Reembedding, reembedding_id)
+    if reembedding is None:
+        return None
+    kb = await session.get(KnowledgeBase, reembedding.knowledge_base_id, with_for_update=True)
+    reembedding = await _running(session, reembedding_id)
+    if kb is None or reembedding is None:
+        return reembedding
+    while await _embed_missing(session, embedder, reembedding, batch_size):
+        pass  # uploads wait on the lock now, so this ends
+    await session.execute(
+        delete(DocumentEmbedding).where(
+            DocumentEmbedding.knowledge_base_id == kb.id, DocumentEmbedding.is_live
+        )
+    )
+    await session.execute(
+        update(DocumentEmbedding)
+        .where(DocumentEmbedding.knowledge_base_id == kb.id, DocumentEmbedding.generation == reembedding.id)
+        .values(is_live=True)
+    )
+    # Vectors of a document version still being embedded are of the old model: its ingestion
+    # notices the new generation when it goes live, and embeds again.
+    kb.embedding_model, kb.embedding_dim = reembedding.model, reembedding.dimension
+    kb.embedding_generation = reembedding.id
+    reembedding.status, reembedding.error = "completed", None
+    reembedding.finished_at = datetime.now(UTC)
+    total = await _live_chunks(session, kb.id)
+    reembedding.chunks_done = reembedding.chunks_total = total
+    await session.flush()
+    await refresh_centroids(session, kb.id)
+    await notify_reembedding(session, reembedding)
+    return reembedding
