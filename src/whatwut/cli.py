@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from whatwut.settings import get_settings
+from whatwut.settings import Settings, get_settings
 
 cli = typer.Typer(help="WhatWut: the team inbox for WhatsApp customer support.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -74,6 +74,34 @@ def create_admin(
     console.print(f"administrator [bold]{email}[/] ready in account [bold]{account}[/] (id {account_id})")
 
 
+def _register_wacanda(settings: Settings, host: str, port: int, demo_account_id: int | None) -> None:
+    """Every account's "Wacanda" AI agent points at the Wacanda just started (credentials in the data
+    dir); with ``--demo``, it answers the sandbox inbox and the demo documents are ingested."""
+    import os
+    import threading
+
+    from whatwut.bots.wacanda import register_wacanda
+    from whatwut.channels.whatsapp.sandbox.service import SANDBOX_INBOX_NAME, local_base_url
+
+    asyncio.run(
+        register_wacanda(
+            settings,
+            wacanda_url=os.environ["WACANDA_URL"],
+            api_url=local_base_url(host, port),
+            attach_inbox=SANDBOX_INBOX_NAME if demo_account_id is not None else None,
+        )
+    )
+    if demo_account_id is not None:
+        from whatwut.demo.knowledge import ingest_demo_knowledge
+
+        account_id = demo_account_id
+        threading.Thread(
+            target=lambda: asyncio.run(ingest_demo_knowledge(settings, account_id)),
+            name="demo-knowledge",
+            daemon=True,
+        ).start()
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
@@ -90,16 +118,19 @@ def serve(
     settings = get_settings()
     _exit_cleanly_on_sigterm()
     bootstrap.prepare(settings)
+    wacanda_started = False
     if wacanda:
         from whatwut.knowledge_proxy.launcher import start_wacanda
 
-        start_wacanda(settings, port=port + 1)
+        wacanda_started = start_wacanda(settings, port=port + 1) is not None
     sandbox_target = None
+    demo_account_id: int | None = None
     if demo:
         from whatwut.channels.whatsapp.sandbox import prepare_sandbox
         from whatwut.channels.whatsapp.sandbox.service import local_base_url
 
         credentials = asyncio.run(bootstrap.seed_demo(settings))
+        demo_account_id = credentials.account_id
         sandbox_target = asyncio.run(
             prepare_sandbox(settings, credentials.account_id, base_url=local_base_url(host, port))
         )
@@ -109,6 +140,8 @@ def serve(
             f"  chat as a WhatsApp customer: http://{host}:{port}/sandbox"
             f'  (or [bold]whatwut sandbox send --from +15550001 "hi"[/])\n'
         )
+    if wacanda_started:
+        _register_wacanda(settings, host, port, demo_account_id)
     app = create_app(settings)
     if sandbox_target is not None:
         from whatwut.channels.whatsapp.sandbox import install_sandbox

@@ -30,6 +30,8 @@ from whatwut.web.views import (
     InboxView,
     LabelView,
     MessageView,
+    SentimentView,
+    SourceView,
 )
 
 LIST_PAGE = 25
@@ -123,6 +125,32 @@ def _row(conversation: ConversationOut, bar: Sidebar) -> ConversationRow:
         labels=tuple(conversation.labels),
         assignee_name=conversation.assignee.name if conversation.assignee else None,
         priority=conversation.priority,
+        bot_handled=conversation.ai_agent_id is not None,
+        mood=_sentiment(conversation.additional_attributes.get("mood")),
+    )
+
+
+def _sentiment(value: object) -> SentimentView | None:
+    """The ``{"label", "score"}`` an AI agent recorded, if well formed (attributes are JSON)."""
+    if not isinstance(value, dict):
+        return None
+    label, score = value.get("label"), value.get("score")
+    if label not in ("negative", "neutral", "positive") or not isinstance(score, int | float):
+        return None
+    return SentimentView(label=str(label), score=float(score))
+
+
+def _sources(value: object) -> tuple[SourceView, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        SourceView(
+            number=item["number"] if isinstance(item.get("number"), int) else None,
+            document=str(item.get("document", "")),
+            heading=str(item.get("heading", "")),
+        )
+        for item in value[:20]
+        if isinstance(item, dict) and item.get("document")
     )
 
 
@@ -162,6 +190,12 @@ def _message(message: MessageOut) -> MessageView:
             AttachmentView(file_type=a.file_type, file_name=a.file_name, url=a.data_url or a.external_url)
             for a in message.attachments
         ),
+        sender_type=message.sender.type if message.sender else None,
+        sources=_sources(message.content_attributes.get("sources")),
+        confidence=confidence
+        if isinstance(confidence := message.content_attributes.get("confidence"), float)
+        else None,
+        sentiment=_sentiment(message.content_attributes.get("sentiment")),
     )
 
 

@@ -77,6 +77,30 @@ class ConversationRow:
     labels: tuple[str, ...] = ()
     assignee_name: str | None = None
     priority: str = "none"
+    #: An AI agent handles the conversation (a "bot" chip), and the customer's latest mood.
+    bot_handled: bool = False
+    mood: SentimentView | None = None
+
+
+@dataclass(frozen=True)
+class SentimentView:
+    """A customer message's sentiment as a badge: its label, with the score in the tooltip."""
+
+    label: str
+    score: float
+
+    @property
+    def emoji(self) -> str:
+        return {"negative": "☹", "positive": "☺"}.get(self.label, "😐")
+
+
+@dataclass(frozen=True)
+class SourceView:
+    """A document an AI agent's answer was built from."""
+
+    number: int | None
+    document: str
+    heading: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,10 @@ class MessageView:
     error: str | None = None
     sender_name: str | None = None
     attachments: tuple[AttachmentView, ...] = ()
+    sender_type: str | None = None
+    sources: tuple[SourceView, ...] = ()
+    confidence: float | None = None
+    sentiment: SentimentView | None = None
 
     @property
     def kind(self) -> str:

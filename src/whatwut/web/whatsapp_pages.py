@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from whatwut.bots import service as bots
 from whatwut.channels.whatsapp import connection
 from whatwut.channels.whatsapp import templates as wa_templates
 from whatwut.channels.whatsapp.graph import GraphError, describe
@@ -60,6 +61,12 @@ async def _settings_page(
         session, member.account_id, user_id=member.user.id, role=member.role, limit=100
     )
     base = f"/app/accounts/{member.account_id}"
+    ai_agents = await bots.list_agents(session, member.account_id)
+    inbox_agent = {
+        inbox_id: view.id
+        for view in await bots.agent_views(session, ai_agents)
+        for inbox_id in view.inbox_ids
+    }
     return templates.TemplateResponse(
         request,
         "whatsapp_settings.html",
@@ -67,6 +74,8 @@ async def _settings_page(
             "member": member,
             "base": base,
             "inboxes": [(inbox, inboxes.channel_view(inbox)) for inbox in rows],
+            "ai_agents": ai_agents,
+            "inbox_agent": inbox_agent,
             "notice": notice,
             "error": error,
             "form": form or {},
@@ -170,6 +179,30 @@ async def sync_templates(
     except WhatWutError as exc:
         return await _settings_page(request, session, member, error=exc.detail, status=exc.status_code)
     notice = f"{result.synced} templates synced ({result.approved} approved, {result.removed} removed)."
+    return await _settings_page(request, session, member, notice=notice)
+
+
+@router.post(SETTINGS + "/{inbox_id}/ai_agent")
+async def set_inbox_agent(
+    request: Request,
+    session: DbSession,
+    member: CurrentMember,
+    inbox_id: Id,
+    ai_agent_id: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Who answers the inbox first: an AI agent (new conversations start ``pending`` with it) or people."""
+    _admin(member)
+    agent_id = int(ai_agent_id) if ai_agent_id.isdigit() and len(ai_agent_id) < 19 else None
+    try:
+        async with session.begin_nested():
+            agent = await bots.set_inbox_agent(
+                session, member.account_id, inbox_id, agent_id, actor_user_id=member.user.id
+            )
+    except NotFound:
+        raise PageNotFound from None
+    except WhatWutError as exc:
+        return await _settings_page(request, session, member, error=exc.detail, status=exc.status_code)
+    notice = f"{agent.name} now answers new conversations first." if agent else "People answer this inbox."
     return await _settings_page(request, session, member, notice=notice)
 
 
