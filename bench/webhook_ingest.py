@@ -133,14 +133,23 @@ def build_deliveries(n: int, duplicates: float, contacts: int, seed: int, prefix
 
 @dataclass
 class Server:
+    """``workers`` uvicorn processes; with ``job_workers``, that many ``whatwut worker`` processes
+    run the jobs and the web processes run none (``WHATWUT_RUN_WORKER=0``), as in production."""
+
     workers: int
     port: int
     env: dict[str, str]
+    job_workers: int = 0
     process: subprocess.Popen[bytes] | None = None
+    job_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in [self.process, *self.job_processes] if p is not None]
 
     def start(self) -> None:
         command = [
@@ -149,10 +158,21 @@ class Server:
             "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
         log_file = open(Path(self.env["WHATWUT_DATA_DIR"]) / "server.log", "ab")  # noqa: SIM115
+        env = {**self.env, "WHATWUT_RUN_WORKER": "0" if self.job_workers else "1"}
         # Its own process group: SIGKILL reaches the supervisor and every worker process at once.
         self.process = subprocess.Popen(
-            command, env=self.env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
+        self.job_processes = [
+            subprocess.Popen(
+                [str(BIN / "whatwut"), "worker"],
+                env=self.env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            for _ in range(self.job_workers)
+        ]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -165,20 +185,24 @@ class Server:
         raise RuntimeError("the server did not become healthy")
 
     def kill(self) -> None:
-        assert self.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        for process in [self.process, *self.job_processes]:
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        for process in [self.process, *self.job_processes]:
+            if process is None or process.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 @contextlib.contextmanager
@@ -272,16 +296,23 @@ class RawHttp:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
+    def request(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+        """The bytes of one POST, built before the timed phase."""
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.writer.write(
+        return (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
             f"{head}\r\n".encode()
             + body
         )
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        return await self.send(self.request(path, body, headers))
+
+    async def send(self, request: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(request)
         status_line = await self.reader.readline()
         if not status_line:
             raise ConnectionError("the server closed the connection")
@@ -323,6 +354,14 @@ async def drive(
     killed: list[int] = []
     host, port = url.removeprefix("http://").rsplit(":", 1)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    prepared = [
+        RawHttp(host, int(port)).request(
+            WEBHOOK,
+            d.body,
+            {"Content-Type": "application/json", "X-Hub-Signature-256": d.signature},
+        )
+        for d in deliveries
+    ]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as pooled:
 
@@ -339,7 +378,7 @@ async def drive(
                     started = time.perf_counter()
                     try:
                         if client == "raw":
-                            statuses[index] = await raw.post(WEBHOOK, delivery.body, headers)
+                            statuses[index] = await raw.send(prepared[index])
                         else:
                             response = await pooled.post(WEBHOOK, content=delivery.body, headers=headers)
                             statuses[index] = response.status_code
@@ -402,11 +441,12 @@ def stored_wamids(conn: psycopg.Connection[Any], inbox_id: int) -> dict[str, int
     return {str(source_id): int(count) for source_id, count in rows}
 
 
-def recover_stalled_jobs(url: str) -> int:
+def recover_stalled_jobs(url: str, dead: list[int]) -> int:
     """What ``jobs.retry_stalled`` does on its schedule, now: dead workers' ``doing`` jobs run again.
 
-    The killed workers stopped sending heartbeats; rather than wait out the timeout, their last
-    heartbeat is moved an hour back, then the periodic job's own function runs once.
+    The killed workers (``dead``) stopped sending heartbeats; rather than wait out the timeout,
+    their last heartbeat is moved an hour back (only theirs: a live worker's heartbeat may be 10 s
+    old too), then the periodic job's own function runs once.
     """
     from procrastinate.psycopg_connector import PsycopgConnector
 
@@ -417,14 +457,15 @@ def recover_stalled_jobs(url: str) -> int:
         live = conn.execute(
             "SELECT count(*) FROM procrastinate_jobs j"
             " LEFT JOIN procrastinate_workers w ON w.id = j.worker_id WHERE j.status = 'doing'"
-            " AND (w.id IS NULL OR w.last_heartbeat < now() - interval '15 seconds')"
+            " AND (w.id IS NULL OR w.id = ANY(%s))",
+            (dead,),
         ).fetchone()
         interrupted = int(live[0]) if live else 0
         if not interrupted:
             return 0
         conn.execute(
-            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour'"
-            " WHERE last_heartbeat < now() - interval '15 seconds'"
+            "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 hour' WHERE id = ANY(%s)",
+            (dead,),
         )
 
     async def run() -> None:
@@ -450,12 +491,18 @@ class RunResult:
     problems: list[str] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     server_cpu_seconds: float = 0.0
+    jobs_cpu_seconds: float = 0.0
     load_before: float = 0.0
     load_after: float = 0.0
 
     @property
     def rate(self) -> float:
         return self.burst.acknowledged / self.burst.seconds
+
+    @property
+    def processed_rate(self) -> float:
+        """Events turned into messages per second, from the burst's start to the last job's end."""
+        return self.unique / (self.burst.seconds + self.drain_seconds)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -476,7 +523,12 @@ def steady_run(args: argparse.Namespace, workers: int) -> RunResult:
     root = Path(tempfile.mkdtemp(prefix="ww-bench-ingest-"))
     try:
         with database(root) as url:
-            server = Server(workers=workers, port=free_port(), env=server_env(url, root / "app"))
+            server = Server(
+                workers=workers,
+                port=free_port(),
+                env=server_env(url, root / "app"),
+                job_workers=args.job_workers,
+            )
             Path(server.env["WHATWUT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             server.start()
             try:
@@ -489,9 +541,11 @@ def steady_run(args: argparse.Namespace, workers: int) -> RunResult:
                     load_before = os.getloadavg()[0]
                     assert server.process is not None
                     cpu_before = process_cpu_seconds(server.process.pid)
+                    jobs_cpu_before = sum(process_cpu_seconds(p.pid) for p in server.job_processes)
                     log(f"{workers} worker(s): {len(deliveries)} webhooks, {args.concurrency} at once")
                     burst = asyncio.run(drive(server.url, deliveries, args.concurrency, client=args.client))
                     server_cpu = process_cpu_seconds(server.process.pid) - cpu_before
+                    jobs_cpu = sum(process_cpu_seconds(p.pid) for p in server.job_processes) - jobs_cpu_before
                     load_after = os.getloadavg()[0]
                     log(f"  {burst.acknowledged} acknowledged in {burst.seconds:.1f}s; waiting for the jobs")
                     drain = wait_for_jobs(conn, timeout=1800)
@@ -527,6 +581,7 @@ def steady_run(args: argparse.Namespace, workers: int) -> RunResult:
         problems=problems,
         jobs=jobs,
         server_cpu_seconds=server_cpu,
+        jobs_cpu_seconds=jobs_cpu,
         load_before=load_before,
         load_after=load_after,
     )
@@ -549,7 +604,12 @@ def crash_run(args: argparse.Namespace, workers: int) -> CrashResult:
     root = Path(tempfile.mkdtemp(prefix="ww-bench-crash-"))
     try:
         with database(root) as url:
-            server = Server(workers=workers, port=free_port(), env=server_env(url, root / "app"))
+            server = Server(
+                workers=workers,
+                port=free_port(),
+                env=server_env(url, root / "app"),
+                job_workers=args.job_workers,
+            )
             Path(server.env["WHATWUT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             server.start()
             inbox_id = create_inbox(server)
@@ -563,11 +623,13 @@ def crash_run(args: argparse.Namespace, workers: int) -> CrashResult:
             )
             acked = {deliveries[i].wamid for i, s in enumerate(burst.statuses) if s == 200}
             unanswered = sum(1 for s in burst.statuses if s == -1)
+            with psycopg.connect(url, autocommit=True) as conn:
+                dead = [int(r[0]) for r in conn.execute("SELECT id FROM procrastinate_workers").fetchall()]
             server.start()
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     wait_for_jobs(conn, timeout=600, allow_doing=True)
-                    interrupted = recover_stalled_jobs(url)
+                    interrupted = recover_stalled_jobs(url, dead)
                     wait_for_jobs(conn, timeout=600)
                     stored = stored_wamids(conn, inbox_id)
                     jobs = job_counts(conn)
@@ -637,14 +699,21 @@ def report(
         f"after {args.warmup} warm-up webhooks.",
         f"- **Machine**: {machine()}. The load generator runs on the same 2 cores: a minimal keep-alive "
         "HTTP/1.1 client on asyncio streams (`RawHttp`; httpx's pool cost more CPU than the server).",
-        "- **Server**: `uvicorn whatwut.app:create_app --factory --workers N` (what `whatwut serve` runs, "
-        "with its in-process job worker in every process) on embedded PostgreSQL 18 as installed; the "
-        "request path verifies the signature, stores the raw events and defers one processing job, in one "
-        "transaction.",
+        "- **Server**: `uvicorn whatwut.app:create_app --factory --workers N` (the app `whatwut serve` runs) "
+        + (
+            f"with its in-process job worker off and {args.job_workers} separate `whatwut worker` "
+            "process(es) beside it, as in production"
+            if args.job_workers
+            else "with its in-process job worker in every process"
+        )
+        + ", on embedded PostgreSQL 18 as installed. The request path verifies the signature, and a group "
+        "commit writes the raw events of all deliveries in flight and one processing job per inbox in one "
+        "transaction before their 200s (ADR 0008); jobs apply events 50 per transaction.",
         "",
-        "| worker processes | webhooks/s (200s) | p50 ms | p95 ms | p99 ms | max ms | load avg before → after"
-        " | server CPU s | client CPU s | jobs drained after | stored once per wamid |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |",
+        "| web processes | webhooks/s (200s) | p50 ms | p95 ms | p99 ms | max ms | load avg before → after"
+        " | web CPU s | job worker CPU s | client CPU s | jobs drained after the burst | events processed/s"
+        " | stored once per wamid |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in runs:
         lat = run.burst.latencies_ms
@@ -652,7 +721,8 @@ def report(
             f"| {run.workers} | {run.rate:,.0f} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
             f"{percentile(lat, 99):.1f} | {max(lat) if lat else float('nan'):.1f} | "
             f"{run.load_before:.1f} → {run.load_after:.1f} | {run.server_cpu_seconds:.0f} | "
-            f"{run.burst.client_cpu_seconds:.0f} | {run.drain_seconds:.0f} s | "
+            f"{run.jobs_cpu_seconds:.0f} | {run.burst.client_cpu_seconds:.0f} | {run.drain_seconds:.0f} s | "
+            f"{run.processed_rate:,.0f} | "
             f"{'yes' if run.stored_ok else '**no**: ' + '; '.join(run.problems)} |"
         )
     if crashes:
@@ -660,7 +730,7 @@ def report(
             "",
             "Crash runs (SIGKILL of the server's process group mid-burst, restart on the same database):",
             "",
-            "| worker processes | webhooks answered 200 before the kill | requests cut off "
+            "| web processes | webhooks answered 200 before the kill | requests cut off "
             "| jobs interrupted (recovered by `jobs.retry_stalled`) | every 200 stored once, its job run |",
             "| --- | ---: | ---: | ---: | --- |",
         ]
@@ -697,7 +767,13 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.10)
     parser.add_argument("--contacts", type=int, default=4_000)
     parser.add_argument("--warmup", type=int, default=500)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn processes")
+    parser.add_argument(
+        "--job-workers",
+        type=int,
+        default=1,
+        help="separate `whatwut worker` processes (0: each web process runs its in-process worker)",
+    )
     parser.add_argument("--crash-messages", type=int, default=5_000)
     parser.add_argument("--no-crash", action="store_true")
     parser.add_argument("--seed", type=int, default=4)
@@ -711,6 +787,7 @@ def main() -> None:
         log(
             f"{run.workers} worker(s): {run.rate:,.0f} webhooks/s, p50 {percentile(lat, 50):.1f} ms, "
             f"p95 {percentile(lat, 95):.1f} ms, p99 {percentile(lat, 99):.1f} ms; "
+            f"drained {run.drain_seconds:.0f}s after, {run.processed_rate:.0f} events/s; "
             f"stored once: {run.stored_ok} {run.problems}"
         )
     crashes = [] if args.no_crash else [crash_run(args, workers) for workers in args.workers]

@@ -15,6 +15,7 @@ from whatwut.bots.api import agent_router as agent_api_router
 from whatwut.canned_responses.api import router as canned_responses_router
 from whatwut.channels.whatsapp.admin_api import router as whatsapp_admin_router
 from whatwut.channels.whatsapp.cloud.api import router as whatsapp_cloud_webhook_router
+from whatwut.channels.whatsapp.cloud.ingest import CloudWebhookFastPath
 from whatwut.contacts.api import router as contacts_router
 from whatwut.context import AppContext, set_current
 from whatwut.conversations.api import router as conversations_router
@@ -88,6 +89,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     for router in API_ROUTERS:
         app.include_router(router)
     install_web(app)
+    # Inside the body limit and request ids, before FastAPI's routing (the webhook's hot path).
+    app.add_middleware(CloudWebhookFastPath)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, upload_max_bytes=settings.max_upload_bytes
     )

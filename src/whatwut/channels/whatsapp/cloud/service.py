@@ -16,19 +16,20 @@ No HTTP objects here; the API layer turns the errors raised into responses.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from whatwut.channels.whatsapp import service as whatsapp
 from whatwut.channels.whatsapp.cloud.webhook import (
@@ -155,22 +156,38 @@ _ROUTES = text(
     "ORDER BY (channel_type = 'whatsapp_cloud') DESC, id"
 )
 
-#: Store the events and defer one job for the new ones, in ONE statement (one round trip): the
-#: job's ``event_ids`` are exactly the rows this delivery inserted (duplicates insert nothing and
-#: defer nothing). A data-modifying CTE is atomic with the rest of the statement, and the whole runs
-#: in the request's transaction, so an event never commits without its job. The row type is
-#: procrastinate's, as :func:`whatwut.jobs.service.defer` writes it.
+#: Store the events of many deliveries and defer one job per inbox for the new ones, in ONE
+#: statement (one round trip). ``ord`` is each event's place in arrival order: rows are inserted in
+#: key order (two concurrent batches sharing keys lock them in the same order, so they never
+#: deadlock), while each job lists its ``event_ids`` in arrival order (the order they are processed
+#: in). Duplicates, in the table or within the batch, insert nothing and defer nothing. Keys
+#: already stored are filtered out before the insert: a unique-index insert of a key whose row a
+#: processing job is updating would wait for that job's transaction. A
+#: data-modifying CTE is atomic with the rest of the statement, and the statement runs in the
+#: batch's transaction, so an event never commits without its job. The row type is
+#: procrastinate's, as :func:`whatwut.jobs.service.defer` writes it. Returns one row per stored
+#: event, and one row (``job_ids``) for the jobs.
 _STORE_AND_DEFER = text(
-    "WITH stored AS ("
+    "WITH input AS ("
+    " SELECT * FROM jsonb_to_recordset(CAST(:events AS jsonb))"
+    " AS e(ord int, inbox_id bigint, account_id bigint, kind text, key text, payload jsonb)),"
+    " stored AS ("
     " INSERT INTO whatsapp_inbound_events (inbox_id, account_id, kind, event_key, payload)"
-    " SELECT CAST(:inbox_id AS bigint), CAST(:account_id AS bigint), e.kind, e.key, e.payload"
-    " FROM jsonb_to_recordset(CAST(:events AS jsonb)) AS e(kind text, key text, payload jsonb)"
-    " ON CONFLICT (inbox_id, kind, event_key) DO NOTHING RETURNING id),"
-    " new AS (SELECT array_agg(id ORDER BY id) AS ids, count(*) AS n FROM stored)"
-    " SELECT new.n, (SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(CAST(:queue AS text),"
-    " CAST(:task AS text), 0, NULL, NULL, jsonb_build_object('account_id', CAST(:account_id AS bigint),"
-    " 'inbox_id', CAST(:inbox_id AS bigint), 'event_ids', to_jsonb(new.ids)),"
-    " NULL)::procrastinate_job_to_defer_v1]) WHERE new.n > 0) FROM new"
+    " SELECT inbox_id, account_id, kind, key, payload FROM input i WHERE NOT EXISTS (SELECT FROM"
+    " whatsapp_inbound_events w WHERE w.inbox_id = i.inbox_id AND w.kind = i.kind AND w.event_key = i.key)"
+    " ORDER BY inbox_id, kind, key, ord"
+    " ON CONFLICT (inbox_id, kind, event_key) DO NOTHING"
+    " RETURNING id, inbox_id, account_id, kind, event_key),"
+    " first AS (SELECT inbox_id, kind, key, min(ord) AS ord FROM input GROUP BY 1, 2, 3),"
+    " per_inbox AS (SELECT s.inbox_id, s.account_id, array_agg(s.id ORDER BY f.ord) AS ids"
+    " FROM stored s JOIN first f ON f.inbox_id = s.inbox_id AND f.kind = s.kind AND f.key = s.event_key"
+    " GROUP BY 1, 2),"
+    " jobs AS (SELECT procrastinate_defer_jobs_v1(array_agg(ROW(CAST(:queue AS text),"
+    " CAST(:task AS text), 0, NULL, NULL, jsonb_build_object('account_id', account_id,"
+    " 'inbox_id', inbox_id, 'event_ids', to_jsonb(ids)), NULL)::procrastinate_job_to_defer_v1))"
+    " AS job_ids FROM per_inbox HAVING count(*) > 0)"
+    " SELECT inbox_id, kind, event_key, NULL AS job_ids FROM stored"
+    " UNION ALL SELECT NULL, NULL, NULL, job_ids FROM jobs"
 )
 
 #: How long a process trusts a cached route. Routing is the only read on the request path, and it
@@ -182,30 +199,42 @@ ROUTE_TTL_SECONDS = 5.0
 
 
 class _RouteCache:
-    """Routes by (database, instance-wide secret, phone number id), each for ``ttl`` seconds."""
+    """Routes by (engine, instance-wide secret, phone number id), each fresh for ``ttl`` seconds.
+
+    An expired route is still answered (``stale``) for another ``ttl`` while one lookup refreshes
+    it in the background: under a burst, expiry must not send every request in flight to the
+    database at once.
+    """
 
     def __init__(self, ttl: float = ROUTE_TTL_SECONDS, limit: int = 4096) -> None:
         self.ttl = ttl
         self._routes: dict[tuple[Any, str | None, str], tuple[Route, float]] = {}
         self._limit = limit
 
-    def get(self, key: tuple[Any, str | None, str]) -> Route | None:
+    def get(self, key: tuple[Any, str | None, str]) -> tuple[Route, bool] | None:
+        """``(route, stale)``, or ``None`` when unknown or expired for too long."""
         found = self._routes.get(key)
-        if found is None or found[1] <= time.monotonic():
+        if found is None:
             return None
-        return found[0]
+        now = time.monotonic()
+        if found[1] + self.ttl <= now:
+            return None
+        return found[0], found[1] <= now
 
     def put(self, key: tuple[Any, str | None, str], route: Route) -> None:
         if len(self._routes) >= self._limit:
             self._routes.clear()
         self._routes[key] = (route, time.monotonic() + self.ttl)
 
+    def drop(self, key: tuple[Any, str | None, str]) -> None:
+        self._routes.pop(key, None)
+
 
 _routes_cache = _RouteCache()
 
 
 async def find_routes(
-    session: AsyncSession,
+    engine: AsyncEngine,
     box: SecretBox,
     settings: Settings,
     phone_number_ids: Sequence[str],
@@ -214,47 +243,76 @@ async def find_routes(
 ) -> dict[str, Route]:
     """The inbox (and its app secret) of each phone number id; unknown ones are absent.
 
-    Answered from the route cache when every id is in it (and not ``fresh``); otherwise one query.
+    Answered from the route cache when every id is in it (and not ``fresh``); otherwise one query
+    on a connection of its own (autocommit: a read needs no transaction).
     """
     if not phone_number_ids:
         return {}
     fallback = _env_secret(settings.whatsapp_app_secret)
-    database = _database_of(session)
     if not fresh:
-        cached = _cached_routes(session, settings, phone_number_ids)
-        if cached is not None:
-            return cached
+        cached = _cached_routes(engine, settings, phone_number_ids)
+        if cached is not None and not cached[1]:
+            return cached[0]
     routes: dict[str, Route] = {}
-    rows = await session.execute(_ROUTES, {"ids": list(phone_number_ids)})
-    for inbox_id, account_id, phone_number_id, sealed in rows.all():
+    async with engine.connect() as conn:
+        rows = (await conn.execute(_ROUTES, {"ids": list(phone_number_ids)})).all()
+        await conn.rollback()
+    for inbox_id, account_id, phone_number_id, sealed in rows:
         if phone_number_id in routes:
             continue
         secret = _secrets.open(box, sealed).get("app_secret") or fallback
         routes[phone_number_id] = Route(int(inbox_id), int(account_id), phone_number_id, secret)
-    for phone_number_id, route in routes.items():
-        _routes_cache.put((database, fallback, phone_number_id), route)
+    for phone_number_id in phone_number_ids:
+        key = (engine, fallback, phone_number_id)
+        route = routes.get(phone_number_id)
+        if route is None:
+            _routes_cache.drop(key)  # the inbox is gone (or never was): not routed any more
+        else:
+            _routes_cache.put(key, route)
     return routes
 
 
-def _database_of(session: AsyncSession) -> Any:
-    """Which database a route belongs to (tests run several in one process)."""
-    bind = session.bind
-    return bind.engine.url if bind is not None else None
+_refreshing: set[tuple[Any, tuple[str, ...]]] = set()
+
+
+def _refresh_soon(engine: AsyncEngine, box: SecretBox, settings: Settings, ids: Sequence[str]) -> None:
+    """Look stale routes up again in the background, once per process at a time."""
+    key = (engine, tuple(ids))
+    if key in _refreshing:
+        return
+    _refreshing.add(key)
+
+    async def refresh() -> None:
+        try:
+            await find_routes(engine, box, settings, ids, fresh=True)
+        except Exception:
+            log.warning("whatsapp.route_refresh_failed", exc_info=True)
+        finally:
+            _refreshing.discard(key)
+
+    task = asyncio.get_running_loop().create_task(refresh())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
 
 
 def _cached_routes(
-    session: AsyncSession, settings: Settings, phone_number_ids: Sequence[str]
-) -> dict[str, Route] | None:
-    """The routes of all these ids from the cache, or ``None`` when any of them is not cached."""
-    database = _database_of(session)
+    engine: AsyncEngine, settings: Settings, phone_number_ids: Sequence[str]
+) -> tuple[dict[str, Route], bool] | None:
+    """The routes of all these ids from the cache and whether any is stale, or ``None`` when any
+    of them is not cached."""
     fallback = _env_secret(settings.whatsapp_app_secret)
     routes: dict[str, Route] = {}
+    stale = False
     for phone_number_id in phone_number_ids:
-        route = _routes_cache.get((database, fallback, phone_number_id))
-        if route is None:
+        found = _routes_cache.get((engine, fallback, phone_number_id))
+        if found is None:
             return None
-        routes[phone_number_id] = route
-    return routes
+        routes[phone_number_id] = found[0]
+        stale = stale or found[1]
+    return routes, stale
 
 
 class MalformedBody(WhatWutError):
@@ -280,9 +338,28 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _events_json(events: list[tuple[str, str, dict[str, Any]]]) -> str:
-    """The events as one JSON parameter; only text PostgreSQL can store (no NUL, no lone surrogate)."""
-    rows = [{"kind": kind, "key": key, "payload": payload} for kind, key, payload in events]
+#: Events of one delivery for one inbox: ``(route, [(kind, key, payload), ...])``.
+InboxEvents = tuple[Route, list[tuple[str, str, dict[str, Any]]]]
+
+
+def events_json(batch: Sequence[InboxEvents]) -> str:
+    """The events of a batch as one JSON parameter, numbered in arrival order.
+
+    Only text PostgreSQL can store goes in (no NUL, no lone surrogate).
+    """
+    rows: list[dict[str, Any]] = []
+    for route, events in batch:
+        for kind, key, payload in events:
+            rows.append(
+                {
+                    "ord": len(rows),
+                    "inbox_id": route.inbox_id,
+                    "account_id": route.account_id,
+                    "kind": kind,
+                    "key": key,
+                    "payload": payload,
+                }
+            )
     encoded = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
     try:
         encoded.encode("utf-8")
@@ -295,8 +372,29 @@ def _events_json(events: list[tuple[str, str, dict[str, Any]]]) -> str:
     return encoded
 
 
+async def store_events(conn: AsyncConnection, batch: Sequence[InboxEvents]) -> set[tuple[int, str, str]]:
+    """Insert a batch's events and defer their jobs (one statement, the caller's transaction).
+
+    Returns the ``(inbox_id, kind, key)`` of the events that were new.
+    """
+    result = await conn.execute(
+        _STORE_AND_DEFER, {"events": events_json(batch), "queue": DEFAULT_QUEUE, "task": PROCESS_TASK}
+    )
+    return {(int(row[0]), row[1], row[2]) for row in result.all() if row[0] is not None}
+
+
+#: Writes the events of one delivery (``[(route, events), ...]``) and answers how many were new
+#: per item, once they are committed with their jobs; :class:`~.ingest.GroupCommit` in the server.
+StoreEvents = Callable[[list[InboxEvents]], Awaitable[list[int]]]
+
+
 async def accept_delivery(
-    session: AsyncSession, box: SecretBox, settings: Settings, raw: bytes, signature: str | None
+    engine: AsyncEngine,
+    box: SecretBox,
+    settings: Settings,
+    raw: bytes,
+    signature: str | None,
+    store: StoreEvents,
 ) -> Accepted:
     """Verify and store one webhook delivery; raises 401 (signature) or 400 (body).
 
@@ -304,6 +402,7 @@ async def accept_delivery(
     for (or ``WHATSAPP_APP_SECRET``). Changes for inboxes whose secret did not sign the delivery
     are skipped. Deliveries that carry nothing for WhatWut (another ``object``, an unknown phone
     number id, other webhook fields) are accepted and ignored: Meta expects a 200 for them.
+    Returns once ``store`` has committed the events (with their jobs).
     """
     if not signature:
         raise NotAuthenticated("X-Hub-Signature-256 is missing", field="X-Hub-Signature-256")
@@ -313,12 +412,15 @@ async def accept_delivery(
     delivery = split_delivery(body)
     accepted = Accepted(ignored=delivery.ignored)
     fallback = _env_secret(settings.whatsapp_app_secret)
-    cached = _cached_routes(session, settings, delivery.phone_number_ids)
-    routes = cached or await find_routes(session, box, settings, delivery.phone_number_ids, fresh=True)
+    found = _cached_routes(engine, settings, delivery.phone_number_ids)
+    cached = found[0] if found is not None else None
+    if found is not None and found[1]:
+        _refresh_soon(engine, box, settings, delivery.phone_number_ids)
+    routes = cached or await find_routes(engine, box, settings, delivery.phone_number_ids, fresh=True)
     signed_by, secrets_seen = _signers(raw, signature, routes, fallback)
     if cached and any(route.app_secret not in signed_by for route in routes.values()):
         # A cached secret may be stale (the inbox's app secret just changed): ask the database.
-        routes = await find_routes(session, box, settings, delivery.phone_number_ids, fresh=True)
+        routes = await find_routes(engine, box, settings, delivery.phone_number_ids, fresh=True)
         signed_by, secrets_seen = _signers(raw, signature, routes, fallback)
     if not signed_by:
         if not secrets_seen:
@@ -331,7 +433,7 @@ async def accept_delivery(
         accepted.reasons.append(f"object {delivery.object!r} is not {WHATSAPP_OBJECT}")
         accepted.ignored += len(delivery.changes) or 1
         return accepted
-    per_inbox: dict[int, tuple[Route, list[tuple[str, str, dict[str, Any]]]]] = {}
+    per_inbox: dict[int, InboxEvents] = {}
     for change in delivery.changes:
         accepted.ignored += change.ignored
         route = routes.get(change.phone_number_id)
@@ -344,20 +446,10 @@ async def accept_delivery(
             accepted.ignored += len(change.events) or 1
             continue
         per_inbox.setdefault(route.inbox_id, (route, []))[1].extend(change.events)
-    for route, events in per_inbox.values():
-        if not events:
-            continue
-        result = await session.execute(
-            _STORE_AND_DEFER,
-            {
-                "inbox_id": route.inbox_id,
-                "account_id": route.account_id,
-                "events": _events_json(events),
-                "queue": DEFAULT_QUEUE,
-                "task": PROCESS_TASK,
-            },
-        )
-        stored = int(result.one()[0])
+    batch = [item for item in per_inbox.values() if item[1]]
+    if not batch:
+        return accepted
+    for (_route, events), stored in zip(batch, await store(batch), strict=True):
         accepted.stored += stored
         accepted.duplicates += len(events) - stored
     return accepted
@@ -828,6 +920,18 @@ async def process_event(session: AsyncSession, event_id: int) -> str | None:
             log.info("whatsapp.event_ignored", event_id=event.id, inbox_id=event.inbox_id, why=outcome)
     await session.flush()
     return outcome
+
+
+async def process_in_transaction(session: AsyncSession, event_id: int) -> str | None:
+    """:func:`process_event` as a job runs it, in a transaction of its own.
+
+    Its commit does not wait for the WAL flush (``synchronous_commit = off``): the raw event is
+    already durable, and procrastinate marks the job done with a flushing commit, which writes
+    this one too. A crash in between leaves the job ``doing``; it runs again (``jobs.retry_stalled``)
+    and skips the events already applied.
+    """
+    await session.execute(text("SET LOCAL synchronous_commit TO off"))
+    return await process_event(session, event_id)
 
 
 def wait_delay(attempts: int) -> timedelta:

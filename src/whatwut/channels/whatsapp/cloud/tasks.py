@@ -38,16 +38,20 @@ DOWNLOAD_TIMEOUT_SECONDS = 60.0
 
 @job(service.PROCESS_TASK, retry=Backoff(max_attempts=10, base_seconds=1.0))
 async def process_inbound(account_id: int, inbox_id: int, event_ids: list[int]) -> None:
-    """Turn accepted webhook events into messages; each event in its own transaction.
+    """Turn accepted webhook events into messages, in the order they arrived.
 
-    An event that fails does not hold the others back: they are processed, then the job raises so
+    The group commit hands one job all the events of a batch, so the queue's own cost (fetch,
+    finish, its events) is paid once per batch, not per webhook. Each event is applied in its own
+    short transaction: one event's locks (its customer, conversation, the account's conversation
+    numbers) are never held while another is applied, so concurrent jobs do not deadlock. An event
+    that fails does not hold the others back: they are processed, then the job raises so
     procrastinate retries it (events already done are skipped).
     """
     failed: list[int] = []
     for event_id in event_ids:
         try:
             async with job_transaction() as session:
-                await service.process_event(session, int(event_id))
+                await service.process_in_transaction(session, int(event_id))
         except Exception:
             log.exception("whatsapp.event_failed", event_id=event_id, inbox_id=inbox_id)
             failed.append(int(event_id))
