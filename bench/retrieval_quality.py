@@ -78,10 +78,14 @@ _QUERY = fulltext.QUERY_EXPRESSION.format(schema="bench", config="configs.config
 _MATCH = fulltext.MATCH_EXPRESSION.format(
     schema="bench", config="configs.config", query="%(q)s", excluded="common.lexemes"
 )
-_COMMON = fulltext.common_lexemes_sql(
-    "(SELECT q.lexeme, coalesce(max(f.ndoc), 0) AS chunks FROM query_lexemes q"
-    " LEFT JOIN bench.lexeme_frequencies f ON f.word = q.lexeme GROUP BY q.lexeme) AS counts"
-).replace(":threshold", "%(threshold)s")
+_COMMON = (
+    fulltext.common_lexemes_sql(
+        "(SELECT q.lexeme, coalesce(max(f.ndoc), 0) AS chunks FROM query_lexemes q"
+        " LEFT JOIN bench.lexeme_frequencies f ON f.word = q.lexeme GROUP BY q.lexeme) AS counts"
+    )
+    .replace(":threshold", "%(threshold)s")
+    .replace(":budget", "%(budget)s")
+)
 # As Wacanda's search runs it (knowledge/search.py): match on the query's less common lexemes,
 # rank on all of them.
 FTS_SQL = (
@@ -209,7 +213,14 @@ def fulltext_rankings(
     for question in questions:
         started = time.perf_counter()
         rows = conn.execute(
-            sql, {"q": question.text, "norm": norm, "limit": CANDIDATES, "threshold": threshold}
+            sql,
+            {
+                "q": question.text,
+                "norm": norm,
+                "limit": CANDIDATES,
+                "threshold": threshold,
+                "budget": fulltext.MATCH_BUDGET,
+            },
         ).fetchall()
         latencies.append(time.perf_counter() - started)
         rankings.append([row[0] for row in rows])

@@ -270,6 +270,7 @@ async def _search(
                 query,
                 searching.SearchFilters(knowledge_bases=kbs),
                 limit=limit,
+                reranker=context.reranker,
             )
     finally:
         await context.close()

@@ -14,6 +14,7 @@ from wacanda.knowledge.embeddings import (
     OpenAICompatibleEmbedder,
     set_catalog,
 )
+from wacanda.knowledge.reranking import Reranker, reranker_for
 from wacanda.settings import Settings
 
 _embedders: dict[tuple[str, str | None, str], Embedder] = {}
@@ -43,6 +44,11 @@ class WacandaContext:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     embedder: Embedder
+    reranker: Reranker | None = None  # from WACANDA_RERANK_URL when not given
+
+    def __post_init__(self) -> None:
+        if self.reranker is None:
+            self.reranker = reranker_for(self.settings)
 
     @classmethod
     def create(

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, alias="OPENAI_BASE_URL")
     openai_embedding_model: str = Field(default="text-embedding-3-small", alias="WACANDA_EMBEDDING_MODEL")
+    #: Optional reranking of the fused candidates by ``POST {url}/rerank`` (Jina/Cohere/vLLM wire format).
+    rerank_url: str | None = Field(default=None, alias="WACANDA_RERANK_URL")
+    rerank_model: str = Field(default="", alias="WACANDA_RERANK_MODEL")
+    rerank_api_key: SecretStr | None = Field(default=None, alias="WACANDA_RERANK_API_KEY")
+    rerank_timeout: float = Field(default=5.0, gt=0, alias="WACANDA_RERANK_TIMEOUT")
+    rerank_candidates: int = Field(default=20, ge=1, le=100, alias="WACANDA_RERANK_CANDIDATES")
     #: Batches (of 32 chunks) a re-embedding job embeds before queueing its continuation, so that
     #: uploads are not held up behind a long re-embedding.
     reembed_batches_per_job: int = Field(default=8, ge=1, alias="WACANDA_REEMBED_BATCHES_PER_JOB")

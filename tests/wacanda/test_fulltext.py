@@ -95,12 +95,19 @@ def test_excluded_lexemes_are_left_out_of_the_match_query(
 
 
 def _common(
-    conn: psycopg.Connection[tuple[object, ...]], counts: list[tuple[str, int]], threshold: int
+    conn: psycopg.Connection[tuple[object, ...]],
+    counts: list[tuple[str, int]],
+    threshold: int,
+    budget: int = fulltext.MATCH_BUDGET,
 ) -> set[str]:
     values = ", ".join(f"(%(l{i})s::text, %(c{i})s::int)" for i in range(len(counts)))
     relation = f"(VALUES {values}) AS counts(lexeme, chunks)"
-    sql = fulltext.common_lexemes_sql(relation).replace(":threshold", "%(threshold)s")
-    params: dict[str, object] = {"threshold": threshold}
+    sql = (
+        fulltext.common_lexemes_sql(relation)
+        .replace(":threshold", "%(threshold)s")
+        .replace(":budget", "%(budget)s")
+    )
+    params: dict[str, object] = {"threshold": threshold, "budget": budget}
     for i, (lexeme, chunks) in enumerate(counts):
         params |= {f"l{i}": lexeme, f"c{i}": chunks}
     (lexemes,) = conn.execute(sql, params).fetchone()  # type: ignore[misc]
@@ -118,6 +125,22 @@ def test_when_every_lexeme_is_common_the_rarest_still_matches(
     conn: psycopg.Connection[tuple[object, ...]],
 ) -> None:
     assert _common(conn, [("the", 900), ("plan", 400), ("month", 300)], 100) == {"the", "plan"}
+
+
+def test_lexemes_absent_from_the_knowledge_base_do_not_hide_the_rarest_present_one(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    # "hey" occurs nowhere: matching on it alone would find nothing at all.
+    assert _common(conn, [("hey", 0), ("the", 900), ("plan", 400)], 100) == {"the"}
+
+
+def test_matching_stops_adding_lexemes_once_their_chunks_reach_the_budget(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> None:
+    counts = [("roaming", 30), ("europe", 45), ("pass", 90), ("travel", 95)]
+    assert _common(conn, counts, threshold=100, budget=1000) == set()
+    assert _common(conn, counts, threshold=100, budget=100) == {"pass", "travel"}  # 30 + 45 fit, + 90 not
+    assert _common(conn, counts, threshold=100, budget=10) == {"europe", "pass", "travel"}  # the rarest stays
 
 
 def test_the_common_threshold_grows_with_the_knowledge_base() -> None:

@@ -170,7 +170,10 @@ async def document_search(
         documents=[d.strip() for d in document or [] if d.strip()],
         tags=_split(tags),
     )
-    hits = await searching.search(session, context_of(request).embedder, account_id, q, filters, limit=limit)
+    context = context_of(request)
+    hits = await searching.search(
+        session, context.embedder, account_id, q, filters, limit=limit, reranker=context.reranker
+    )
     return SearchOut(query=q.strip(), results=[SearchResultOut.of(hit) for hit in hits])
 
 

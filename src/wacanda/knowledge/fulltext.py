@@ -33,10 +33,13 @@ RANK_FUNCTION = "ts_rank"
 # Matching ignores a knowledge base's most common lexemes (ranking still uses every lexeme): an OR
 # query containing "the", "plan" or "month" matches most chunks of a large knowledge base, and
 # ranking all of them is what makes full-text slow (ADR 0007). A lexeme is common when it is in
-# more than ``max(COMMON_MIN_CHUNKS, COMMON_RATIO * chunks)`` chunks; when every lexeme of a query
-# is common, the rarest one still matches.
+# more than ``max(COMMON_MIN_CHUNKS, COMMON_RATIO * chunks)`` chunks. Matching also stops adding
+# lexemes, rarest first, once their chunk counts add up to ``MATCH_BUDGET``: the rows ranked stay
+# bounded however large the knowledge base grows. The rarest lexeme that occurs at all always
+# matches (lexemes absent from the knowledge base match nothing and are not counted).
 COMMON_MIN_CHUNKS = 50
 COMMON_RATIO = 0.01
+MATCH_BUDGET = 2000
 
 
 def common_threshold(chunks: int) -> int:
@@ -58,14 +61,24 @@ MATCH_EXPRESSION = (
 
 
 def common_lexemes_sql(lexeme_counts: str) -> str:
-    """The query's common lexemes as ``text[]``, from ``lexeme_counts`` (a relation of
-    ``(lexeme, chunks)`` for every lexeme of the query, 0 when absent), given ``:threshold``."""
+    """The query's lexemes left out of matching as ``text[]``, from ``lexeme_counts`` (a relation of
+    ``(lexeme, chunks)`` for every lexeme of the query, 0 when absent), given ``:threshold`` and
+    ``:budget``."""
     return f"""
-    SELECT CASE WHEN bool_or(chunks <= :threshold)
-                THEN coalesce(array_agg(lexeme) FILTER (WHERE chunks > :threshold), '{{}}')
-                ELSE coalesce((array_agg(lexeme ORDER BY chunks, lexeme))[2:], '{{}}') END
-      FROM {lexeme_counts}
+    SELECT coalesce(array_agg(lexeme) FILTER (
+               WHERE chunks > 0 AND present > 1 AND (chunks > :threshold OR running > :budget)), '{{}}')
+      FROM (SELECT lexeme, chunks, count(*) FILTER (WHERE chunks > 0) OVER rarest_first AS present,
+                   sum(chunks) OVER rarest_first AS running
+              FROM {lexeme_counts} WINDOW rarest_first AS (ORDER BY chunks, lexeme)) AS ranked
     """  # noqa: S608 (composed from this module's constants)
+
+
+# One OR of every lexeme that some configuration's match query holds: a single GIN scan finds the
+# candidates of all configurations at once (each chunk is then checked against its own).
+ANY_MATCH_EXPRESSION = (
+    "coalesce((string_agg(quote_literal({lexeme}), ' | ')"
+    " FILTER (WHERE position('\\' in {lexeme}) = 0 AND {lexeme} <> ALL({excluded})))::tsquery, ''::tsquery)"
+)
 
 
 def tsvector_expression(config: str = "config", context: str = "context", body: str = "body") -> str:

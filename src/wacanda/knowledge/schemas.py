@@ -137,7 +137,8 @@ class SearchResultOut(BaseModel):
     heading_path: list[str]
     text: str
     score: float  # fused (weighted RRF) score
-    ranks: dict[str, int]  # 1-based rank in each retriever that found the chunk
+    ranks: dict[str, int]  # 1-based rank in each retriever that found the chunk (and "rerank")
+    rerank_score: float | None = None  # the reranker's relevance score, when one is configured and answered
 
     @classmethod
     def of(cls, hit: SearchHit) -> SearchResultOut:
@@ -151,6 +152,7 @@ class SearchResultOut(BaseModel):
             text=hit.text,
             score=hit.score,
             ranks=hit.ranks,
+            rerank_score=hit.rerank_score,
         )
 
 

