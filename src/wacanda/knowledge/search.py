@@ -286,9 +286,9 @@ async def search(
         "threshold": fulltext.common_threshold(live_chunks),
         "budget": fulltext.MATCH_BUDGET,
     }
-    query_vectors: dict[str, Vectors] = {}
+    space_vectors: dict[str, Vectors] = {}
     if query_vector is not None:
-        query_vectors[embedder.model_name] = query_vector
+        space_vectors[embedder.model_name] = query_vector
     # Full-text needs no query vector: it runs on its own connection while the query is embedded.
     fulltext_task = _start_fulltext(session, document_filter, fulltext_params)
     # A reranker picks the best ``limit`` among more fused candidates.
@@ -305,12 +305,12 @@ async def search(
             spaces = _vector_spaces(rows.all())
             centroids, _live = await _centroids(session, kb_ids)
         for space in spaces:
-            if space.model not in query_vectors:
-                query_vectors[space.model] = await embed_query(
+            if space.model not in space_vectors:
+                space_vectors[space.model] = await embed_query(
                     embedder_for_model(space.model, embedder), query
                 )
         fused = await _fused_ranking(
-            session, spaces, query_vectors, params, fulltext_params, document_filter, centroids, fused_limit,
+            session, spaces, space_vectors, params, fulltext_params, document_filter, centroids, fused_limit,
             fulltext_task=fulltext_task,
         )  # fmt: skip
         fulltext_task = None  # a second attempt ranks again
@@ -369,7 +369,7 @@ async def _reranked(
 async def _fused_ranking(
     session: AsyncSession,
     spaces: Sequence[_VectorSpace],
-    query_vectors: dict[str, Vectors],
+    space_vectors: dict[str, Vectors],
     params: dict[str, Any],
     fulltext_params: dict[str, Any],
     document_filter: str,
@@ -389,7 +389,7 @@ async def _fused_ranking(
         await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
         scored: list[tuple[int, float]] = []
         for space in spaces:  # one per embedding model among the knowledge bases searched
-            query_vector = query_vectors[space.model]
+            query_vector = space_vectors[space.model]
             vector_rows = (
                 await session.execute(
                     text(_VECTOR_SQL.format(document_filter=document_filter, dims=int(space.dims))),
