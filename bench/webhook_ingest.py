@@ -140,6 +140,7 @@ class Server:
     port: int
     env: dict[str, str]
     job_workers: int = 0
+    job_concurrency: int = 4
     process: subprocess.Popen[bytes] | None = None
     job_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -165,7 +166,7 @@ class Server:
         )
         self.job_processes = [
             subprocess.Popen(
-                [str(BIN / "whatwut"), "worker"],
+                [str(BIN / "whatwut"), "worker", "--concurrency", str(self.job_concurrency)],
                 env=self.env,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -528,6 +529,7 @@ def steady_run(args: argparse.Namespace, workers: int) -> RunResult:
                 port=free_port(),
                 env=server_env(url, root / "app"),
                 job_workers=args.job_workers,
+                job_concurrency=args.job_concurrency,
             )
             Path(server.env["WHATWUT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             server.start()
@@ -609,6 +611,7 @@ def crash_run(args: argparse.Namespace, workers: int) -> CrashResult:
                 port=free_port(),
                 env=server_env(url, root / "app"),
                 job_workers=args.job_workers,
+                job_concurrency=args.job_concurrency,
             )
             Path(server.env["WHATWUT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             server.start()
@@ -701,14 +704,14 @@ def report(
         "HTTP/1.1 client on asyncio streams (`RawHttp`; httpx's pool cost more CPU than the server).",
         "- **Server**: `uvicorn whatwut.app:create_app --factory --workers N` (the app `whatwut serve` runs) "
         + (
-            f"with its in-process job worker off and {args.job_workers} separate `whatwut worker` "
-            "process(es) beside it, as in production"
+            f"with its in-process job worker off and {args.job_workers} separate `whatwut worker "
+            f"--concurrency {args.job_concurrency}` process(es) beside it, as in production"
             if args.job_workers
             else "with its in-process job worker in every process"
         )
         + ", on embedded PostgreSQL 18 as installed. The request path verifies the signature, and a group "
         "commit writes the raw events of all deliveries in flight and one processing job per inbox in one "
-        "transaction before their 200s (ADR 0008); jobs apply events 50 per transaction.",
+        "transaction before their 200s (ADR 0010); a job applies its batch one event per transaction.",
         "",
         "| web processes | webhooks/s (200s) | p50 ms | p95 ms | p99 ms | max ms | load avg before → after"
         " | web CPU s | job worker CPU s | client CPU s | jobs drained after the burst | events processed/s"
@@ -773,6 +776,9 @@ def main() -> None:
         type=int,
         default=1,
         help="separate `whatwut worker` processes (0: each web process runs its in-process worker)",
+    )
+    parser.add_argument(
+        "--job-concurrency", type=int, default=8, help="jobs each `whatwut worker` runs at once"
     )
     parser.add_argument("--crash-messages", type=int, default=5_000)
     parser.add_argument("--no-crash", action="store_true")

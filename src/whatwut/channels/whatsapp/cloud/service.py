@@ -244,15 +244,31 @@ async def find_routes(
     """The inbox (and its app secret) of each phone number id; unknown ones are absent.
 
     Answered from the route cache when every id is in it (and not ``fresh``); otherwise one query
-    on a connection of its own (autocommit: a read needs no transaction).
+    on a connection of its own, shared by every request that asks for the same ids meanwhile (a
+    burst arriving at an empty cache would otherwise send each request in flight to the database).
     """
     if not phone_number_ids:
         return {}
-    fallback = _env_secret(settings.whatsapp_app_secret)
     if not fresh:
         cached = _cached_routes(engine, settings, phone_number_ids)
         if cached is not None and not cached[1]:
             return cached[0]
+    loop = asyncio.get_running_loop()
+    key = (engine, id(loop), _env_secret(settings.whatsapp_app_secret), tuple(phone_number_ids))
+    lookup = _lookups.get(key)
+    if lookup is None:
+        lookup = _lookups[key] = loop.create_task(_look_up_routes(engine, box, settings, phone_number_ids))
+        lookup.add_done_callback(lambda _: _lookups.pop(key, None))
+    return dict(await asyncio.shield(lookup))
+
+
+_lookups: dict[tuple[Any, ...], asyncio.Task[dict[str, Route]]] = {}
+
+
+async def _look_up_routes(
+    engine: AsyncEngine, box: SecretBox, settings: Settings, phone_number_ids: Sequence[str]
+) -> dict[str, Route]:
+    fallback = _env_secret(settings.whatsapp_app_secret)
     routes: dict[str, Route] = {}
     async with engine.connect() as conn:
         rows = (await conn.execute(_ROUTES, {"ids": list(phone_number_ids)})).all()
