@@ -256,3 +256,33 @@ def test_a_wrongly_signed_webhook_is_refused_and_nothing_is_done(
         )
         assert missing.status_code == 422
     assert db_conn.execute("SELECT count(*) FROM wacanda.procrastinate_jobs").fetchone() == jobs_before
+
+
+def test_two_quick_messages_are_answered_in_order_and_nothing_after_a_handoff(
+    live: LiveServer, client: httpx.Client, db_conn: Db, shop: Shop
+) -> None:
+    contact_inbox = new_customer(db_conn, shop)
+    first = receive(live, shop.admin.account_id, shop.inbox_id, contact_inbox, "How long do refunds take?")
+    second = receive(
+        live,
+        shop.admin.account_id,
+        shop.inbox_id,
+        contact_inbox,
+        "How many days do I have to return a phone?",
+    )
+    assert first is not None and second is not None
+    conversation_id = conversation_with(client, shop, first)["id"]
+    answers = wait_until(lambda: len(found := bot_messages(client, shop, conversation_id)) == 2 and found)
+    assert [a["content_attributes"]["answers_message_id"] for a in answers] == [first, second]
+    assert "5 business days" in answers[0]["content"] and "14 days" in answers[1]["content"]
+
+    other = new_customer(db_conn, shop)
+    asks = receive(live, shop.admin.account_id, shop.inbox_id, other, "I want to talk to a human")
+    late = receive(live, shop.admin.account_id, shop.inbox_id, other, "How long do refunds take?")
+    assert asks is not None and late is not None
+    handed = conversation_with(client, shop, asks)["id"]
+    wait_until(lambda: conversation_with(client, shop, asks)["status"] == "open")
+    time.sleep(3)  # time for the second message's job, had it been sent
+    replies = bot_messages(client, shop, handed)
+    # Only the note that goes with the handoff; the message after it is left to the person.
+    assert [r["content_attributes"]["answers_message_id"] for r in replies] == [asks], replies
