@@ -1,4 +1,4 @@
-"""Write docs/api.md from the app's OpenAPI document, so the reference cannot drift.
+"""Write docs/api.md from WhatWut's and Wacanda's OpenAPI documents, so the reference cannot drift.
 
 `tests/test_docs.py` fails when the committed file differs from what this prints; run
 `.venv/bin/python scripts/gen_api_docs.py` after changing a route.
@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wacanda.app import create_app as create_wacanda_app
+from wacanda.settings import Settings as WacandaSettings
 from whatwut.app import create_app
 from whatwut.settings import Settings
 
@@ -32,6 +34,21 @@ Conventions:
   404, exactly like ids that do not exist.
 - Lists answer `{"data": [...], "meta": {"next_cursor": str | null}}`; pass `cursor` (or
   `before` for messages) to get the next page.
+
+The second part, [Wacanda](#wacanda-api), is the knowledge base and AI agent's own API
+(`wacanda serve`, port 3001 by default; `whatwut serve` starts it on its port + 1).
+"""
+
+WACANDA_INTRO = """
+---
+
+# Wacanda API
+
+Wacanda is deployed beside WhatWut (or anywhere that reaches it) and talks to it only over HTTP.
+Every route needs `Authorization: Bearer <WACANDA_API_KEY>` and acts for the account named by
+`X-Account-Id` (ADR 0006), except `/health` and `/webhooks/whatwut`, which WhatWut signs with the
+bot's secret instead (ADR 0008). WhatWut proxies the knowledge base to its own users under
+`/api/knowledge-base/*`. Errors are `application/problem+json` as above.
 """
 
 
@@ -47,8 +64,8 @@ def _schema_name(schema: dict[str, Any] | None) -> str:
     return str(schema.get("type", ""))
 
 
-def render(spec: dict[str, Any]) -> str:
-    lines = [INTRO]
+def render(spec: dict[str, Any], intro: str = INTRO) -> str:
+    lines = [intro]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
@@ -83,8 +100,10 @@ def render(spec: dict[str, Any]) -> str:
 
 
 def generate() -> str:
-    app = create_app(Settings(DATABASE_URL="postgresql://unused@localhost/unused"))  # type: ignore[call-arg]
-    return render(app.openapi())
+    unused = "postgresql://unused@localhost/unused"
+    app = create_app(Settings(DATABASE_URL=unused))  # type: ignore[call-arg]
+    wacanda = create_wacanda_app(WacandaSettings(DATABASE_URL=unused))  # type: ignore[call-arg]
+    return render(app.openapi()) + render(wacanda.openapi(), WACANDA_INTRO)
 
 
 def main() -> None:
