@@ -227,3 +227,30 @@ def test_a_repeated_query_is_embedded_once() -> None:
         assert embedded == [["opening hours?"], ["refund?"], ["pix?"], ["opening hours?"]]
         assert first == again == evicted and first != other != evicting
         assert len(cache) == 2
+
+
+def test_answers_are_drawn_from_the_reranked_passages_and_survive_a_failing_reranker(
+    wacanda_live: WacandaServer, reranking_live: WacandaServer, reranker: FakeRerankServer, account: int
+) -> None:
+    def ask(server: WacandaServer, message: str) -> dict[str, Any]:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            response = client.post(
+                "/functions/v1/rag-process",
+                headers=server.headers(account),
+                json={"message": message, "knowledge_base": "help"},
+            )
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    reranker.reset(favourite="pix")
+    answer = ask(reranking_live, "How do I pay my bill?")
+    assert [request["query"] for request in reranker.requests] == ["How do I pay my bill?"]
+    assert answer["sources"][0]["document"] == "billing.md"
+
+    reranker.reset()
+    reranker.script(Status(503))
+    fallback = ask(reranking_live, "Refunds within how many business days?")
+    plain = ask(wacanda_live, "Refunds within how many business days?")
+    assert len(reranker.requests) == 1
+    assert (fallback["answer"], fallback["sources"]) == (plain["answer"], plain["sources"])
+    assert fallback["sources"], fallback

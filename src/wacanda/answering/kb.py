@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wacanda.answering.types import Passage
 from wacanda.knowledge import search as kb_search
 from wacanda.knowledge.embeddings import Embedder
+from wacanda.knowledge.reranking import Reranker
 
 
 class KnowledgeBaseRetriever:
@@ -17,11 +18,13 @@ class KnowledgeBaseRetriever:
         embedder: Embedder,
         account_id: int,
         filters: kb_search.SearchFilters | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.session = session
         self.embedder = embedder
         self.account_id = account_id
         self.filters = filters
+        self.reranker = reranker
 
     async def search(self, question: str, *, limit: int) -> list[Passage]:
         # The search refuses queries over its limit; a long message's start carries its question.
@@ -35,6 +38,7 @@ class KnowledgeBaseRetriever:
             query,
             self.filters,
             limit=max(1, min(limit, kb_search.MAX_LIMIT)),
+            reranker=self.reranker,
         )
         return [
             Passage(

@@ -23,6 +23,7 @@ from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import search as kb_search
 from wacanda.knowledge.embeddings import Embedder
 from wacanda.knowledge.models import KnowledgeBase
+from wacanda.knowledge.reranking import reranker_for
 from wacanda.settings import Settings
 
 _models: dict[tuple[str | None, str | None], ChatModel] = {}
@@ -121,7 +122,7 @@ async def prepare(
     chat = await open_session(session, account_id, session_id, external_id)
     config = await load_config(session, account_id)
     retriever = KnowledgeBaseRetriever(
-        session, embedder, account_id, kb_search.SearchFilters(knowledge_bases=kbs)
+        session, embedder, account_id, kb_search.SearchFilters(knowledge_bases=kbs), reranker_for(settings)
     )
     pipeline = AnsweringPipeline(retriever, embedder=embedder, config=config, llm=llm_for(settings))
     return Turn(chat, ConversationMemory.from_dict(chat.memory or {}), pipeline)

@@ -385,8 +385,13 @@ async def _fused_ranking(
         fulltext_task = _start_fulltext(session, document_filter, fulltext_params)
     try:
         # Filtered HNSW scans keep looking until enough rows pass the filters (pgvector ≥ 0.8).
-        await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        await session.execute(text("SET LOCAL hnsw.ef_search = 100"))
+        # (Both in one round trip: each statement waits for two processes to be scheduled.)
+        await session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', '100', true)"
+            )
+        )
         scored: list[tuple[int, float]] = []
         for space in spaces:  # one per embedding model among the knowledge bases searched
             query_vector = space_vectors[space.model]
