@@ -8,7 +8,9 @@ the job stops: nothing is ever sent after a handoff.
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import procrastinate
 import structlog
@@ -20,7 +22,7 @@ from wacanda.bot.credentials import credentials_for
 from wacanda.context import get_current
 from wacanda.db import transaction
 from wacanda.jobs import QUEUE, queue
-from wacanda.whatwut_client import HandledByPeople, WhatWutClient
+from wacanda.whatwut_client import HandledByPeople, WhatWutClient, WhatWutError
 
 log = structlog.get_logger(__name__)
 MAX_TEXT = 4096
@@ -47,6 +49,19 @@ def sources(reply: Reply) -> list[dict[str, Any]]:
 
 
 MAX_ATTEMPTS = 5
+CALL_RETRIES = (0.5, 1.0, 2.0, 4.0)
+T = TypeVar("T")
+
+
+async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
+    """An Agent API call, retried a few times when WhatWut errs: the turn is already recorded, so
+    a hiccup should not re-run the pipeline (the job's own retry would)."""
+    for wait in CALL_RETRIES:
+        try:
+            return await call()
+        except WhatWutError:
+            await asyncio.sleep(wait)
+    return await call()
 
 
 @queue.task(
@@ -93,23 +108,31 @@ async def answer_whatwut_message(
             log.exception("wacanda.bot.answer_failed", conversation_id=conversation_id)
             await client.hand_off(conversation_id, "bot_error", f"{type(exc).__name__}")
             return "handed off"
-        await client.record_sentiment(conversation_id, message_id, reply.sentiment)
+        # The turn is recorded: WhatWut's hiccups are retried here, not by re-running the pipeline.
+        await _patiently(lambda: client.record_sentiment(conversation_id, message_id, reply.sentiment))
         if reply.answer and not reply.handoff.needed:
-            await client.post_message(
-                conversation_id,
-                whatsapp_text(reply),
-                sources=sources(reply),
-                confidence=reply.confidence,
-                in_reply_to=message_id,
+            await _patiently(
+                lambda: client.post_message(
+                    conversation_id,
+                    whatsapp_text(reply),
+                    sources=sources(reply),
+                    confidence=reply.confidence,
+                    in_reply_to=message_id,
+                )
             )
             return "answered"
         if reply.message:
-            await client.post_message(
-                conversation_id, reply.message[:MAX_TEXT], confidence=reply.confidence, in_reply_to=message_id
+            await _patiently(
+                lambda: client.post_message(
+                    conversation_id,
+                    (reply.message or "")[:MAX_TEXT],
+                    confidence=reply.confidence,
+                    in_reply_to=message_id,
+                )
             )
         if reply.handoff.needed:
             reason = reply.handoff.reason.value if reply.handoff.reason else "handoff"
-            await client.hand_off(conversation_id, reason, reply.handoff.detail or None)
+            await _patiently(lambda: client.hand_off(conversation_id, reason, reply.handoff.detail or None))
             return "handed off"
         return "apologised"
     except HandledByPeople:
