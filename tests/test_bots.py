@@ -440,3 +440,37 @@ def test_a_bot_that_answers_in_time_keeps_the_conversation(
     assert answer.status_code == 201
     time.sleep(8)
     assert conversation_of(client, s, message_id)["status"] == "pending"
+
+
+def test_disabling_or_deleting_the_bot_hands_its_conversations_to_people(
+    live: LiveServer, client: httpx.Client, db_conn: Db, bot: FakeBot
+) -> None:
+    s = setup(live, client, db_conn, bot)
+    contact_inbox = customer(db_conn, s)
+    first = receive(live, s.admin.account_id, s.inbox_id, contact_inbox, "hi")
+    assert first is not None
+    disabled = client.patch(
+        s.admin.path(f"ai_agents/{s.agent['id']}"), json={"status": "disabled"}, headers=s.admin.headers
+    )
+    assert disabled.status_code == 200
+    receive(live, s.admin.account_id, s.inbox_id, contact_inbox, "still there?")
+    conversation = conversation_of(client, s, first)
+    assert conversation["status"] == "open" and conversation["ai_agent_id"] is None
+    assert any("the bot was disabled" in a for a in activities(client, s.admin, conversation["id"]))
+
+    client.patch(
+        s.admin.path(f"ai_agents/{s.agent['id']}"), json={"status": "active"}, headers=s.admin.headers
+    )
+    other = receive(live, s.admin.account_id, s.inbox_id, customer(db_conn, s), "hello")
+    assert other is not None
+    assert conversation_of(client, s, other)["ai_agent_id"] == s.agent["id"]
+    deleted = client.delete(s.admin.path(f"ai_agents/{s.agent['id']}"), headers=s.admin.headers)
+    assert deleted.status_code == 204
+    assert conversation_of(client, s, other)["status"] == "open"
+    assert_problem(client.get(s.admin.path(f"ai_agents/{s.agent['id']}"), headers=s.admin.headers), 404)
+    inbox = client.get(s.admin.path(f"inboxes/{s.inbox_id}/ai_agent"), headers=s.admin.headers).json()
+    assert inbox["ai_agent"] is None
+    audit = client.get(s.admin.path("audit_logs"), params={"limit": 100}, headers=s.admin.headers)
+    assert audit.status_code == 200, audit.text
+    actions = {entry["action"] for entry in audit.json()["data"]}
+    assert {"ai_agent.created", "inbox.ai_agent_set", "ai_agent.updated", "ai_agent.deleted"} <= actions
