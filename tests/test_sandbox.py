@@ -57,8 +57,10 @@ def start_demo(database_url: str, data_dir: Path, port: int) -> subprocess.Popen
             "COLUMNS": "200",
         }
     )
+    # The channel's own behaviour, without the demo's AI agent answering first (its end-to-end
+    # test is tests/wacanda/test_bot_serve.py): people answer the sandbox inbox here.
     return subprocess.Popen(
-        [WHATWUT, "serve", "--demo", "--port", str(port)],
+        [WHATWUT, "serve", "--demo", "--no-wacanda", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
