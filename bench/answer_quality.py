@@ -268,43 +268,83 @@ def threshold_sweep(rows: dict[str, list[dict[str, Any]]]) -> list[tuple[float, 
 
 
 def fit(retriever: Retriever, embedder: Embedder, eval_dir: Path) -> None:
-    """Logistic regression of "the extractive answer is right" on the confidence features."""
+    """Logistic regression of "the knowledge base answers this question" on the confidence features.
+
+    Fitted on the 60 answerable and 20 unanswerable questions; the 20 answerable messages of
+    ``handoff.jsonl`` are never seen and measure wrong handoffs out of sample. The operating
+    point (the lowest threshold at which 90 % of the unanswerable questions abstain) is chosen
+    on leave-one-out scores, and the intercept shifted so that it sits at confidence 0.5."""
     answerer = extractive.ExtractiveAnswerer(embedder)
-    xs, ys, ids = [], [], []
-    for q in read_jsonl(eval_dir / "questions.jsonl"):
-        result = answerer.answer(q["question"], retriever.search(q["question"], limit=5))
-        good = contains_all(result.text, q["must_contain"]) and any(
-            c.document == q["source"] for c in result.citations
-        )
-        xs.append([result.features[f] for f in extractive.FEATURES])
-        ys.append(1.0 if good else 0.0)
-        ids.append(q["id"])
-    for q in read_jsonl(eval_dir / "unanswerable.jsonl"):
-        result = answerer.answer(q["question"], retriever.search(q["question"], limit=5))
-        xs.append([result.features[f] for f in extractive.FEATURES])
-        ys.append(0.0)
-        ids.append(q["id"])
-    x, y = np.asarray(xs), np.asarray(ys)
-    (CACHE / "fit-features.json").write_text(json.dumps({"x": xs, "y": ys, "ids": ids}))
+    sets = {
+        "q": read_jsonl(eval_dir / "questions.jsonl"),
+        "u": read_jsonl(eval_dir / "unanswerable.jsonl"),
+        "h": [h for h in read_jsonl(eval_dir / "handoff.jsonl") if h["reason"] == "answerable"],
+    }
+    rows = []
+    for kind, items in sets.items():
+        for item in items:
+            text = item.get("question") or item["message"]
+            result = answerer.answer(text, retriever.search(text, limit=5))
+            correct = kind == "q" and contains_all(result.text, item["must_contain"])
+            rows.append((kind, item["id"], item["language"], result.features, correct))
+    (CACHE / "fit-features.json").write_text(json.dumps(rows))
+    names = extractive.FEATURES
+
+    def matrix(selected: Sequence[tuple[str, str, str, dict[str, float], bool]]) -> np.ndarray:
+        return np.asarray([[r[3][f] for f in names] for r in selected])
+
+    fit_rows = [r for r in rows if r[0] in ("q", "u")]
+    x, y = matrix(fit_rows), np.asarray([1.0 if r[0] == "q" else 0.0 for r in fit_rows])
+    held_out = leave_one_out(x, y)
+    threshold = operating_point(held_out[y == 0])
     weights, bias = logistic(x, y)
+    bias -= math.log(threshold / (1 - threshold))
+    print("WEIGHTS = {" + ", ".join(f'"{f}": {w:.3f}' for f, w in zip(names, weights, strict=True)) + "}")
+    print(f"BIAS = {bias:.3f}  # operating point {threshold:.3f} moved to 0.5")
+    answered = held_out >= threshold
+    q_rows = [i for i, r in enumerate(fit_rows) if r[0] == "q"]
     print(
-        "WEIGHTS = {"
-        + ", ".join(f'"{f}": {w:.3f}' for f, w in zip(extractive.FEATURES, weights, strict=True))
-        + "}"
+        f"leave-one-out at the operating point: answers {sum(answered[i] for i in q_rows)}/60 answerable "
+        f"({sum(answered[i] and fit_rows[i][4] for i in q_rows)} correct), "
+        f"{int(answered[y == 0].sum())}/20 unanswerable"
     )
-    print(f"BIAS = {bias:.3f}")
-    # Leave-one-out: how the threshold would do on questions it was not fitted on.
-    held_out = []
+    h_rows = [r for r in rows if r[0] == "h"]
+    h_scores = 1 / (1 + np.exp(-(matrix(h_rows) @ weights + bias)))
+    print(f"held-out handoff.jsonl answerable: {int((h_scores < 0.5).sum())}/20 below the threshold")
+    # Fitted on the English questions only, scored on the Portuguese and Spanish ones.
+    english = np.asarray([r[2] == "en" for r in fit_rows])
+    w_en, b_en = logistic(x[english], y[english])
+    t_en = operating_point(leave_one_out(x[english], y[english])[y[english] == 0])
+    scores = 1 / (1 + np.exp(-(x[~english] @ w_en + b_en)))
+    others = [r for r in fit_rows if r[2] != "en"]
+    for language in ("pt", "es"):
+        pick = [i for i, r in enumerate(others) if r[2] == language]
+        q = [i for i in pick if others[i][0] == "q"]
+        u = [i for i in pick if others[i][0] == "u"]
+        print(
+            f"English-only fit on {language}: answers {sum(scores[i] >= t_en for i in q)}/{len(q)} "
+            "answerable, "
+            f"{sum(scores[i] >= t_en for i in u)}/{len(u)} unanswerable"
+        )
+
+
+def leave_one_out(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row scored by a model fitted without it."""
+    scores = []
     for i in range(len(y)):
         mask = np.arange(len(y)) != i
         w, b = logistic(x[mask], y[mask])
-        held_out.append(1 / (1 + math.exp(-(float(x[i] @ w) + b))))
-    for threshold in (0.3, 0.4, 0.5, 0.6):
-        answered_q = sum(p >= threshold for p, i in zip(held_out, ids, strict=True) if i.startswith("q"))
-        answered_u = sum(p >= threshold for p, i in zip(held_out, ids, strict=True) if i.startswith("u"))
-        print(
-            f"leave-one-out threshold {threshold}: answers {answered_q}/60 questions, {answered_u}/20 unanswerable"  # noqa: E501
-        )
+        scores.append(1 / (1 + math.exp(-(float(x[i] @ w) + b))))
+    return np.asarray(scores)
+
+
+def operating_point(unanswerable_scores: np.ndarray, abstention: float = 0.9) -> float:
+    """The lowest threshold at which ``abstention`` of the unanswerable questions score below it."""
+    ordered = np.sort(unanswerable_scores)
+    keep = math.ceil(abstention * len(ordered))
+    if keep >= len(ordered):
+        return float(ordered[-1]) + 1e-3
+    return float((ordered[keep - 1] + ordered[keep]) / 2)
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01, steps: int = 5000) -> tuple[np.ndarray, float]:

@@ -12,6 +12,7 @@ configured): the customer always gets an answer or a person.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -42,7 +43,8 @@ from wacanda.answering.types import (
     Retriever,
 )
 from wacanda.answering.words import guess_language
-from wacanda.knowledge.embeddings import Embedder
+from wacanda.knowledge import search as kb_search
+from wacanda.knowledge.embeddings import Embedder, Vectors
 
 log = logging.getLogger("wacanda.answering")
 
@@ -104,6 +106,7 @@ class AnsweringPipeline:
         self.retriever = retriever
         self.config = config or RAGConfig()
         self.llm = llm
+        self.embedder = embedder
         self.extractive = ExtractiveAnswerer(embedder)
         self.count_tokens: TokenCounter = count_tokens or (
             embedder.count_tokens if embedder is not None else (lambda text: len(text.split()) * 4 // 3 + 1)
@@ -156,7 +159,13 @@ class AnsweringPipeline:
 
         standalone = await self._standalone(text, memory)
         passages = await self._search(standalone, max(5, config.max_context_documents))
-        extractive = await asyncio.to_thread(self.extractive.answer, standalone, passages, language)
+        query_vector = await self._query_vector(standalone) if passages else None
+        extractive = await asyncio.to_thread(
+            functools.partial(self.extractive.answer, query_vector=query_vector),
+            standalone,
+            passages,
+            language,
+        )
         llm_reply: Reply | None = None
         if self.llm is not None and passages:
             async for event in self._llm_reply(text, standalone, language, mood, passages, extractive):
@@ -181,6 +190,13 @@ class AnsweringPipeline:
         if inspect.iscoroutinefunction(self.retriever.search):
             return await self.retriever.search(question, limit=limit)  # type: ignore[no-any-return]
         return await asyncio.to_thread(self.retriever.search, question, limit=limit)  # type: ignore[arg-type]
+
+    async def _query_vector(self, question: str) -> Vectors | None:
+        """The question's embedding from the search's cache of query vectors: the search has just
+        embedded it (the largest cost of a reply on the CPU), the answerer need not again."""
+        if self.embedder is None:
+            return None
+        return await kb_search.query_vectors.get(self.embedder, question.strip()[: kb_search.MAX_QUERY_CHARS])
 
     async def _standalone(self, text: str, memory: ConversationMemory) -> str:
         heuristic = memory.rewrite(text)

@@ -56,6 +56,17 @@ QUANTITY_WORDS = frozenset(
 )
 
 
+# Words that say what kind of answer is wanted ("how long does it take", "quanto tempo demora"),
+# not what it is about: a passage need not repeat them to answer ("within 5 business days").
+QUESTION_FORM_WORDS = frozenset(
+    _split(
+        "long take takes taking took many much often soon possible way ways happen happens "
+        "tempo demora demoram leva levam acontece jeito forma tarda tardan lleva llevan pasa "
+        "manera cuanto quanto quantos cuantos "
+    )
+)
+
+
 def fold(text: str) -> str:
     """Casefolded and without accents, so "não" matches "nao" and "Cuánto" matches "cuanto"."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
@@ -90,6 +101,15 @@ def stem(word: str) -> str:
 def content_terms(text: str) -> list[str]:
     """Stems of the words that carry meaning (stop words dropped), in order, with repeats."""
     return [stem(word) for word in words(text) if word not in STOP_WORDS and len(word) > 1]
+
+
+def topic_terms(text: str) -> list[str]:
+    """:func:`content_terms` without the words of the question's form (:data:`QUESTION_FORM_WORDS`)."""
+    return [
+        stem(word)
+        for word in words(text)
+        if word not in STOP_WORDS and word not in QUESTION_FORM_WORDS and len(word) > 1
+    ]
 
 
 def numbers(text: str) -> set[str]:
