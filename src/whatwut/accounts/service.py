@@ -32,6 +32,11 @@ async def get_account_by_name(session: AsyncSession, name: str) -> Account | Non
     return (await session.execute(select(Account).where(Account.name == name))).scalar_one_or_none()
 
 
+async def all_account_ids(session: AsyncSession) -> list[int]:
+    """Every account, oldest first: for start-up work done per account (registering bots)."""
+    return list(await session.scalars(select(Account.id).order_by(Account.id)))
+
+
 async def create_account(session: AsyncSession, name: str) -> Account:
     name = name.strip()
     if not name:

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from whatwut.accounts.models import Account
+from whatwut.accounts import service as accounts
 from whatwut.bots import service
 from whatwut.bots.models import AiAgent
 from whatwut.bots.schemas import AiAgentCreate
@@ -103,7 +102,7 @@ async def register_wacanda(
     registered: dict[int, int] = {}
     try:
         async with transaction(context.sessionmaker) as session:
-            account_ids = list(await session.scalars(select(Account.id).order_by(Account.id)))
+            account_ids = await accounts.all_account_ids(session)
             for account_id in account_ids:
                 agent, fresh = await ensure_agent(
                     session, context, account_id, webhook_url=webhook_url, known=known
