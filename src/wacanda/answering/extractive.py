@@ -20,7 +20,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,6 +91,9 @@ class ExtractiveAnswer:
     features: dict[str, float] = field(default_factory=dict)
     sentences: list[ScoredSentence] = field(default_factory=list)
     cited_passages: list[Passage] = field(default_factory=list)
+    #: Sentence vectors this answer had to compute (not in the ``stored`` it was given), by the
+    #: embedded text: the caller stores them so the next reply reads them.
+    new_vectors: dict[str, Vectors] = field(default_factory=dict)
 
 
 def confidence_from(features: dict[str, float]) -> float:
@@ -115,6 +118,8 @@ class SentenceVectors:
         return len(self._vectors)
 
     def get_many(self, embedder: Embedder, texts: Sequence[str]) -> list[Vectors]:
+        if not texts:
+            return []
         model = embedder.model_name
         with self._lock:
             missing = [t for t in dict.fromkeys(texts) if (model, t) not in self._vectors]
@@ -137,6 +142,24 @@ class SentenceVectors:
 sentence_vectors = SentenceVectors()
 
 
+def embedded_sentences(heading_path: Sequence[str], text: str) -> list[tuple[str, str]]:
+    """A passage's sentences, each with the text the answerer embeds for it (its last two
+    headings, a newline, the sentence). Ingestion stores the vectors of exactly these texts."""
+    heading = " > ".join(heading_path[-2:])
+    return [(sentence, f"{heading}\n{sentence}") for sentence in readable_sentences(text)]
+
+
+def candidate_texts(passages: Sequence[Passage]) -> list[str]:
+    """Every text :meth:`ExtractiveAnswerer.answer` may embed for these passages (a superset of
+    the shortlist it embeds), for one look-up of their stored vectors."""
+    texts = (
+        embedded
+        for passage in passages[:PASSAGES_CONSIDERED]
+        for _sentence, embedded in embedded_sentences(passage.heading_path, passage.text)
+    )
+    return list(dict.fromkeys(texts))
+
+
 class ExtractiveAnswerer:
     """Picks sentences by a mix of term overlap and embedding similarity to the question.
 
@@ -155,32 +178,43 @@ class ExtractiveAnswerer:
         language: str | None = None,
         *,
         query_vector: Vectors | None = None,
+        stored: Mapping[str, Vectors] | None = None,
     ) -> ExtractiveAnswer:
-        """``query_vector``: the question's embedding when the search already computed it."""
+        """``query_vector``: the question's embedding when the search already computed it;
+        ``stored``: sentence vectors already known (read from the store), by embedded text."""
         language = language or guess_language(question)
         if not passages:
             return ExtractiveAnswer(None, [], 0.0, dict.fromkeys(FEATURES, 0.0))
         considered = list(passages[:PASSAGES_CONSIDERED])
-        scored = self._score_sentences(question, considered, query_vector)
+        new_vectors: dict[str, Vectors] = {}
+        scored = self._score_sentences(question, considered, query_vector, stored or {}, new_vectors)
         if not scored:
             return ExtractiveAnswer(None, [], 0.0, dict.fromkeys(FEATURES, 0.0))
         chosen = self._choose(scored, considered)
         text, citations, cited = self._compose(chosen, considered, language)
         features = self._features(question, passages, scored, chosen, language)
-        return ExtractiveAnswer(text, citations, confidence_from(features), features, chosen, cited)
+        return ExtractiveAnswer(
+            text, citations, confidence_from(features), features, chosen, cited, new_vectors
+        )
 
     # -- scoring --------------------------------------------------------------------------------
 
     def _score_sentences(
-        self, question: str, passages: Sequence[Passage], query: Vectors | None
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        query: Vectors | None,
+        stored: Mapping[str, Vectors],
+        new_vectors: dict[str, Vectors],
     ) -> list[ScoredSentence]:
         question_terms = set(content_terms(question))
         asks_quantity = bool(set(words(question)) & QUANTITY_WORDS)
         candidates: list[tuple[int, int, str, str]] = []  # passage, position, sentence, embedded text
         for p_index, passage in enumerate(passages):
-            heading = " > ".join(passage.heading_path[-2:])
-            for position, sentence in enumerate(readable_sentences(passage.text)):
-                candidates.append((p_index, position, sentence, f"{heading}\n{sentence}"))
+            for position, (sentence, embedded) in enumerate(
+                embedded_sentences(passage.heading_path, passage.text)
+            ):
+                candidates.append((p_index, position, sentence, embedded))
         if not candidates:
             return []
         top = passages[0].score or 1.0
@@ -200,7 +234,7 @@ class ExtractiveAnswerer:
         similarities = dict(
             zip(
                 shortlist,
-                self._similarities(question, [partial[i][2] for i in shortlist], query),
+                self._similarities(question, [partial[i][2] for i in shortlist], query, stored, new_vectors),
                 strict=True,
             )
         )
@@ -214,13 +248,27 @@ class ExtractiveAnswerer:
             )
         return sorted(scored, key=lambda s: -s.score)
 
-    def _similarities(self, question: str, texts: list[str], query: Vectors | None) -> list[float]:
+    def _similarities(
+        self,
+        question: str,
+        texts: list[str],
+        query: Vectors | None,
+        stored: Mapping[str, Vectors],
+        new_vectors: dict[str, Vectors],
+    ) -> list[float]:
+        """Cosine similarities (the vectors are normalised) of ``texts`` to the question; the
+        vectors not in ``stored`` come from the process cache or are embedded, and are reported
+        in ``new_vectors``."""
         if self.embedder is None:
             return [0.8] * len(texts)
+        if not texts:
+            return []
         if query is None:
             query = self.embedder.embed_query(question)
-        matrix = np.vstack(sentence_vectors.get_many(self.embedder, texts)) if texts else np.zeros((0, 1))
-        return [float(x) for x in matrix @ query] if texts else []
+        missing = [text for text in dict.fromkeys(texts) if text not in stored]
+        new_vectors.update(zip(missing, sentence_vectors.get_many(self.embedder, missing), strict=True))
+        matrix = np.vstack([stored[text] if text in stored else new_vectors[text] for text in texts])
+        return [float(x) for x in matrix @ query]
 
     def _choose(self, scored: list[ScoredSentence], passages: Sequence[Passage]) -> list[ScoredSentence]:
         best = scored[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from wacanda.answering import handoff as handoff_rules
 from wacanda.answering import sentiment
 from wacanda.answering.config import RAGConfig
-from wacanda.answering.extractive import ExtractiveAnswer, ExtractiveAnswerer
+from wacanda.answering.extractive import ExtractiveAnswer, ExtractiveAnswerer, candidate_texts
 from wacanda.answering.grounding import (
     NO_ANSWER,
     cited_numbers,
@@ -33,6 +33,7 @@ from wacanda.answering.grounding import (
 )
 from wacanda.answering.llm import ChatMessage, ChatModel, LLMError
 from wacanda.answering.memory import ConversationMemory
+from wacanda.answering.sentence_store import SentenceStore
 from wacanda.answering.types import (
     AsyncRetriever,
     Citation,
@@ -102,8 +103,12 @@ class AnsweringPipeline:
         config: RAGConfig | None = None,
         llm: ChatModel | None = None,
         count_tokens: TokenCounter | None = None,
+        sentence_store: SentenceStore | None = None,
     ) -> None:
+        """``sentence_store``: where the answerer's sentence vectors are read (and the ones it had
+        to embed are written); without it they are embedded (and cached in the process)."""
         self.retriever = retriever
+        self.sentence_store = sentence_store
         self.config = config or RAGConfig()
         self.llm = llm
         self.embedder = embedder
@@ -160,8 +165,9 @@ class AnsweringPipeline:
         standalone = await self._standalone(text, memory)
         passages = await self._search(standalone, max(5, config.max_context_documents))
         query_vector = await self._query_vector(standalone) if passages else None
+        stored = await self._stored_vectors(passages)
         extractive = await asyncio.to_thread(
-            functools.partial(self.extractive.answer, query_vector=query_vector),
+            functools.partial(self.extractive.answer, query_vector=query_vector, stored=stored),
             standalone,
             passages,
             language,
@@ -179,6 +185,9 @@ class AnsweringPipeline:
             if reply.answer:
                 yield StreamEvent(delta=reply.answer)
         reply = self._apply_threshold(reply, memory)
+        if self.sentence_store is not None and self.embedder is not None and extractive.new_vectors:
+            # After the answer (and the LLM call): the rows are locked only until the commit.
+            await self.sentence_store.save(self.embedder.model_name, extractive.new_vectors)
         memory.add_customer(text, standalone, failed=reply.answer is None)
         memory.add_agent(reply.answer or reply.message or "")
         yield StreamEvent(reply=reply)
@@ -190,6 +199,11 @@ class AnsweringPipeline:
         if inspect.iscoroutinefunction(self.retriever.search):
             return await self.retriever.search(question, limit=limit)  # type: ignore[no-any-return]
         return await asyncio.to_thread(self.retriever.search, question, limit=limit)  # type: ignore[arg-type]
+
+    async def _stored_vectors(self, passages: Sequence[Passage]) -> dict[str, Vectors]:
+        if self.sentence_store is None or self.embedder is None or not passages:
+            return {}
+        return await self.sentence_store.fetch(self.embedder.model_name, candidate_texts(passages))
 
     async def _query_vector(self, question: str) -> Vectors | None:
         """The question's embedding from the search's cache of query vectors: the search has just

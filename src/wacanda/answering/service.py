@@ -18,6 +18,7 @@ from wacanda.answering.llm import ChatModel, OpenAIChatModel
 from wacanda.answering.memory import ConversationMemory
 from wacanda.answering.models import AgentConfig, ChatMessageRecord, ChatSession, RagContext
 from wacanda.answering.pipeline import AnsweringPipeline, clean_message
+from wacanda.answering.sentence_store import SentenceStore
 from wacanda.answering.types import Reply
 from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import search as kb_search
@@ -124,7 +125,13 @@ async def prepare(
     retriever = KnowledgeBaseRetriever(
         session, embedder, account_id, kb_search.SearchFilters(knowledge_bases=kbs), reranker_for(settings)
     )
-    pipeline = AnsweringPipeline(retriever, embedder=embedder, config=config, llm=llm_for(settings))
+    pipeline = AnsweringPipeline(
+        retriever,
+        embedder=embedder,
+        config=config,
+        llm=llm_for(settings),
+        sentence_store=SentenceStore(session),
+    )
     return Turn(chat, ConversationMemory.from_dict(chat.memory or {}), pipeline)
 
 

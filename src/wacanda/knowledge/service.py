@@ -22,6 +22,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from wacanda.answering import sentence_store
 from wacanda.db import transaction
 from wacanda.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document
@@ -358,6 +359,7 @@ async def _process(
     for first in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[first : first + EMBED_BATCH]
         vectors = await asyncio.to_thread(embedder.embed_passages, [c.embedding_text() for c in batch])
+        sentences = await _embed_sentences(sessionmaker, default_embedder, batch)
         async with transaction(sessionmaker) as session:
             document = await _load_for_processing(session, document_id)
             if document is None:  # deleted (or failed) meanwhile: stop embedding
@@ -372,6 +374,7 @@ async def _process(
                     for chunk, vector in zip(batch, vectors, strict=True)
                 ],
             )
+            await sentence_store.save(session, default_embedder.model_name, sentences)
             document.chunks_embedded = first + len(batch)
             await session.flush()
             await notify(session, document)
@@ -380,6 +383,23 @@ async def _process(
 
     async with transaction(sessionmaker) as session:
         return await _go_live(session, document_id, generation)
+
+
+async def _embed_sentences(
+    sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
+) -> dict[str, Any]:
+    """The answerer's sentence vectors of these chunks that are not stored yet, embedded with the
+    answerer's model (the process's default, not necessarily the knowledge base's). Best effort:
+    a sentence left out is embedded by the first reply that needs it."""
+    try:
+        texts = sentence_store.chunk_texts((chunk.heading_path, chunk.text) for chunk in chunks)
+        async with transaction(sessionmaker) as session:
+            stored = await sentence_store.fetch(session, embedder.model_name, texts)
+        missing = [text for text in texts if text not in stored]
+        return await asyncio.to_thread(sentence_store.embed, embedder, missing)
+    except Exception:
+        log.warning("wacanda.sentence_vectors_skipped", exc_info=True)
+        return {}
 
 
 def _parse_and_chunk(
