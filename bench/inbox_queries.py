@@ -1248,6 +1248,10 @@ def report(bench: Bench, info: SeedInfo, db_size: str, settings: dict[str, str],
     service = [r for r in bench.results if not r.name.startswith("HTTP")]
     http = [r for r in bench.results if r.name.startswith("HTTP")]
     misses = [r for r in service if r.pct(95) >= GOAL_MS]
+    # The issue's cases: the list under each filter, opening a conversation, message search; the
+    # list narrowed by ``q`` and the tab counts are measured too, beyond what it asks.
+    named = [r for r in service if not r.name.startswith(("list q=", "counts"))]
+    named_misses = [r for r in named if r.pct(95) >= GOAL_MS]
     lines = [
         "## Inbox queries (`make bench-inbox`, bench/inbox_queries.py)",
         "",
@@ -1274,7 +1278,10 @@ def report(bench: Bench, info: SeedInfo, db_size: str, settings: dict[str, str],
         "",
         f"**Service calls** (`whatwut.conversations.service`): "
         f"{len(service) - len(misses)} of {len(service)} "
-        f"cases have p95 under {GOAL_MS:.0f} ms.",
+        f"cases have p95 under {GOAL_MS:.0f} ms; of the cases the issue names (the list under each "
+        f"filter, first and deep page; opening a conversation; message search), "
+        f"{len(named) - len(named_misses)} of {len(named)}. The list narrowed by `q` and the tab "
+        "counts are extra cases.",
         "",
         TABLE_HEAD,
         *(r.row() for r in service),
