@@ -346,8 +346,15 @@ async def drive(
     kill_after: int | None = None,
     server: Server | None = None,
     client: str = "raw",
+    rate: float | None = None,
 ) -> Burst:
-    """Send every delivery, ``concurrency`` at a time; with ``kill_after``, SIGKILL the server then."""
+    """Send every delivery, ``concurrency`` at a time; with ``kill_after``, SIGKILL the server then.
+
+    With ``rate``, the load is open-loop: delivery *i* is due at ``i / rate`` seconds and its time to
+    the 200 counts from then, so a server that falls behind is charged for the wait too (no
+    coordinated omission). Without it, every connection sends again as soon as it has its answer:
+    the server's saturated throughput, with the latency of a queue 64 deep.
+    """
     statuses = [0] * len(deliveries)
     latencies = [0.0] * len(deliveries)
     counter = itertools.count()
@@ -376,7 +383,11 @@ async def drive(
                         return
                     delivery = deliveries[index]
                     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": delivery.signature}
-                    started = time.perf_counter()
+                    if rate:
+                        started = paced_from + index / rate
+                        await asyncio.sleep(max(0.0, started - time.perf_counter()))
+                    else:
+                        started = time.perf_counter()
                     try:
                         if client == "raw":
                             statuses[index] = await raw.send(prepared[index])
@@ -396,7 +407,7 @@ async def drive(
             finally:
                 await raw.close()
 
-        started = time.perf_counter()
+        started = paced_from = time.perf_counter()
         await asyncio.gather(*(sender() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -545,7 +556,9 @@ def steady_run(args: argparse.Namespace, workers: int) -> RunResult:
                     cpu_before = process_cpu_seconds(server.process.pid)
                     jobs_cpu_before = sum(process_cpu_seconds(p.pid) for p in server.job_processes)
                     log(f"{workers} worker(s): {len(deliveries)} webhooks, {args.concurrency} at once")
-                    burst = asyncio.run(drive(server.url, deliveries, args.concurrency, client=args.client))
+                    burst = asyncio.run(
+                        drive(server.url, deliveries, args.concurrency, client=args.client, rate=args.rate)
+                    )
                     server_cpu = process_cpu_seconds(server.process.pid) - cpu_before
                     jobs_cpu = sum(process_cpu_seconds(p.pid) for p in server.job_processes) - jobs_cpu_before
                     load_after = os.getloadavg()[0]
@@ -767,6 +780,12 @@ def main() -> None:
     )
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="offer this many webhooks/s (open loop) instead of sending as fast as answers come back",
+    )
     parser.add_argument("--duplicates", type=float, default=0.10)
     parser.add_argument("--contacts", type=int, default=4_000)
     parser.add_argument("--warmup", type=int, default=500)
