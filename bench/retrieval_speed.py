@@ -224,7 +224,7 @@ def fill(url: str, kb_id: int, target: int, sentences: list[tuple[str, str]], ve
 
 def _hnsw_index_sql(conn: psycopg.Connection[Any]) -> str:
     """The schema's HNSW index for 384-dimension vectors: one per dimension over an untyped column
-    (w0003, ADR 0008), or the single index of a ``vector(384)`` column before it."""
+    (w0003, ADR 0009), or the single index of a ``vector(384)`` column before it."""
     per_dimension = conn.execute(
         "SELECT 1 FROM information_schema.columns WHERE table_schema = 'wacanda'"
         " AND table_name = 'document_embeddings' AND column_name = 'dims'"
