@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from whatwut import bootstrap
 from whatwut.accounts import service as accounts
 from whatwut.accounts.models import User
+from whatwut.bots import service as bots
+from whatwut.bots.models import AiAgent
+from whatwut.bots.schemas import AgentMessageCreate, AiAgentCreate, SentimentIn, Source
 from whatwut.canned_responses import service as canned
 from whatwut.canned_responses.schemas import CannedResponseCreate
 from whatwut.contacts import service as contacts
@@ -68,7 +71,8 @@ CANNED = {
     "hours": "We answer on WhatsApp every day from 8:00 to 20:00 (CET).",
 }
 
-# (speaker, text, minutes ago, delivery status); speaker: "in", "out:<agent>", "note:<agent>", "activity"
+# (speaker, text, minutes ago, delivery status); speaker: "in", "out:<agent>", "note:<agent>", "bot" (the AI
+# agent's answer), "handoff" (the AI agent hands the conversation to people)
 Line = tuple[str, str, float, str]
 
 
@@ -82,6 +86,9 @@ class Story:
     labels: list[str] = field(default_factory=list)
     status: str = "open"
     priority: str = "none"
+    #: Answered first by the AI agent: its lines' sources (by line index) and the customers' moods.
+    sources: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
+    sentiments: dict[int, float] = field(default_factory=dict)
 
 
 STORIES = [
@@ -92,50 +99,45 @@ STORIES = [
         [
             (
                 "in",
-                "Hi! I ordered the Ethiopia Guji beans last Tuesday (order #4411) and the tracking "
-                "hasn't moved since Friday.",
-                41,
+                "Hi! I ordered the Ethiopia Guji beans last Tuesday (order #4411). How long does delivery "
+                "to Valencia usually take?",
+                46,
                 "",
             ),
             (
-                "out:Ana Lima",
-                "Hi Maria! Sorry about that, let me check with the courier right away.",
-                39,
-                "read",
-            ),
-            (
-                "note:Ana Lima",
-                "Courier says the parcel was stuck at the Valencia depot. Asked them to "
-                "prioritise it. Maria is a subscriber since 2023.",
-                33,
-                "sent",
-            ),
-            (
-                "out:Ana Lima",
-                "Good news: your parcel is moving again and should arrive tomorrow before 14:00. "
-                "Live tracking: https://track.brisa.coffee/4411",
-                24,
+                "bot",
+                "Orders to mainland Spain arrive 2 to 4 working days after dispatch [1]. You can follow "
+                "yours live from the tracking link in your shipping email [2].",
+                45.5,
                 "read",
             ),
             (
                 "in",
-                "Amazing, thank you so much!\nCan I also add a bag of the Colombia decaf to my next "
-                "subscription box?",
-                9,
+                "The tracking hasn't moved since Friday though 😕 Can I talk to a person please?",
+                41,
                 "",
             ),
+            ("handoff", "", 40.8, ""),
             (
                 "out:Ana Lima",
-                "Of course! I've added 250 g of Colombia Huila decaf to your May box. "
-                "Anything else I can help with?",
-                4,
-                "delivered",
+                "Hi Maria, Ana here! The courier had your parcel stuck at the Valencia depot; it's moving "
+                "again and arrives tomorrow before 14:00: https://track.brisa.coffee/4411",
+                24,
+                "read",
             ),
-            ("in", "That's perfect, thanks Ana!", 1.5, ""),
+            (
+                "note:Ana Lima",
+                "Asked the courier to prioritise it. Maria is a subscriber since 2023.",
+                23,
+                "sent",
+            ),
+            ("in", "Amazing, thank you so much Ana!", 1.5, ""),
         ],
         assignee="Ana Lima",
         labels=["order", "vip"],
         priority="high",
+        sources={1: [("shipping.md", "Delivery times"), ("shipping.md", "Tracking an order")]},
+        sentiments={0: 0.1, 2: -0.42, 6: 0.88},
     ),
     Story(
         "Kwame Mensah",
@@ -269,8 +271,22 @@ async def seed(settings: Settings) -> tuple[int, int]:
             first_conversation = 0
             backdate: list[tuple[int, float]] = []
             # Oldest story first, so display ids grow with recency as they would in real life.
+            wacanda, _key, _secret = await bots.create_agent(
+                session,
+                context,
+                account.id,
+                AiAgentCreate(name="Wacanda", webhook_url="http://127.0.0.1:3001/webhooks/whatwut"),
+                actor_user_id=ana.id,
+            )
             for story in reversed(STORIES):
-                conversation_id = await tell(session, account.id, boxes[story.inbox], story, people, backdate)
+                bot = wacanda if story.sources else None
+                if bot is not None:  # the AI agent answers this inbox's new conversations first
+                    await bots.set_inbox_agent(
+                        session, account.id, boxes[story.inbox], bot.id, actor_user_id=ana.id
+                    )
+                conversation_id = await tell(
+                    session, account.id, boxes[story.inbox], story, people, backdate, bot
+                )
                 first_conversation = conversation_id
             # Screenshot-only time travel: the story happened over the last two days, not this second.
             for message_id, minutes in backdate:
@@ -299,8 +315,10 @@ async def tell(
     story: Story,
     people: dict[str, User],
     backdate: list[tuple[int, float]],
+    bot: AiAgent | None = None,
 ) -> int:
     """One customer's conversation, line by line, as it would have happened."""
+    handoff: tuple[int, float] | None = None
     _contact, contact_inbox = await contacts.find_or_create_by_source(
         session, account_id, inbox_id, story.phone.lstrip("+"), name=story.name, phone_number=story.phone
     )
@@ -324,8 +342,40 @@ async def tell(
             assert message is not None
             conversation_id = message.conversation_id
             backdate.append((message.id, minutes))
-            if index == 0:
+            if bot is not None and index in story.sentiments:
+                await bots.record_sentiment(
+                    session, bot, conversation_id, message.id, SentimentIn(score=story.sentiments[index])
+                )
+            if index == 0 and bot is None:
                 await set_the_scene(session, agent, conversation_id, story, people)
+            continue
+        if speaker == "bot" and bot is not None:
+            answer = await bots.post_message(
+                session,
+                bot,
+                conversation_id,
+                AgentMessageCreate(
+                    content=content,
+                    sources=[
+                        Source(document=document, heading=heading, number=number)
+                        for number, (document, heading) in enumerate(story.sources[index], start=1)
+                    ],
+                    confidence=0.91,
+                ),
+            )
+            backdate.append((answer.id, minutes))
+            if status and status != answer.status:
+                await conversations.update_delivery_status(
+                    session, account_id=account_id, message_id=answer.id, status=status
+                )
+            continue
+        if speaker == "handoff" and bot is not None:
+            before = await session.scalar(
+                text("SELECT max(id) FROM messages WHERE conversation_id = :c"), {"c": conversation_id}
+            )
+            await bots.change_status(session, bot, conversation_id, "open", "human_request", None)
+            await set_the_scene(session, agent, conversation_id, story, people)
+            handoff = (int(before or 0), minutes)
             continue
         kind, _, who = speaker.partition(":")
         out = await conversations.create_message(
@@ -341,14 +391,21 @@ async def tell(
             await conversations.update_delivery_status(
                 session, account_id=account_id, message_id=out.id, status=status
             )
-    # Activity lines written along the way sit just after the message that caused them.
-    await session.execute(
-        text(
-            "UPDATE messages SET created_at = now() - make_interval(secs => :s) "
-            "WHERE conversation_id = :c AND message_type = 'activity'"
-        ),
-        {"s": story.lines[0][2] * 60 - 15, "c": conversation_id},
+    # Activity lines written along the way sit just after the message that caused them: triage after
+    # the first message, or the handoff's lines after the customer asked for a person.
+    scene_from, scene_at = handoff or (2**62, 0.0)
+    backdate_activity = text(
+        "UPDATE messages SET created_at = now() - make_interval(secs => :s) "
+        "WHERE conversation_id = :c AND message_type = 'activity' AND id > :after AND id <= :upto"
     )
+    await session.execute(
+        backdate_activity,
+        {"s": story.lines[0][2] * 60 - 15, "c": conversation_id, "after": 0, "upto": scene_from},
+    )
+    if handoff:
+        await session.execute(
+            backdate_activity, {"s": scene_at * 60, "c": conversation_id, "after": scene_from, "upto": 2**62}
+        )
     return conversation_id
 
 
