@@ -210,7 +210,7 @@ def test_switch_to_another_dimension_and_back_while_search_keeps_serving(
 
     done = wait_reembedded(http, headers, kb_id)
     assert wait_processed(http, headers, late.json()["documents"][0]["id"])["status"] == "ready"
-    assert (done["model"], done["dimension"]) == (FAKE_MODEL, FAKE_DIMS)
+    assert (done["model"], done["dimension"]) == (FAKE_MODEL, FAKE_DIMS), done
     reembedding = done["reembedding"]
     assert reembedding["status"] == "completed" and reembedding["error"] is None
     assert done["generation"] == reembedding["id"]
