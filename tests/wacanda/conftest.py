@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,29 @@ def wacanda_settings(database_url: str, data_dir: Path, **overrides: object) -> 
     return Settings(**values)  # type: ignore[arg-type]
 
 
+@contextmanager
+def serve_wacanda_app(
+    settings: Settings, database_url: str, *, key: str = SERVICE_KEY
+) -> Iterator[WacandaServer]:
+    """A Wacanda app with these settings on a free 127.0.0.1 port, in a thread; stopped on exit."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name=f"wacanda-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the Wacanda server did not start")
+        time.sleep(0.02)
+    try:
+        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=database_url, key=key)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def wacanda_db(database_url: str) -> str:
     """The module's database (WhatWut's schema already there) with Wacanda's schema added."""
@@ -55,27 +79,8 @@ def wacanda_db(database_url: str) -> str:
 def wacanda_live(wacanda_db: str, data_root: Path, request: pytest.FixtureRequest) -> Iterator[WacandaServer]:
     data_dir = data_root / ("wacanda-" + request.module.__name__.rsplit(".", 1)[-1])
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(wacanda_settings(wacanda_db, data_dir)),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"wacanda-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Wacanda server did not start")
-        time.sleep(0.02)
-    try:
-        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=wacanda_db, key=SERVICE_KEY)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_wacanda_app(wacanda_settings(wacanda_db, data_dir), wacanda_db) as server:
+        yield server
 
 
 @pytest.fixture

