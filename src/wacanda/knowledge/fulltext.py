@@ -39,7 +39,7 @@ RANK_FUNCTION = "ts_rank"
 # matches (lexemes absent from the knowledge base match nothing and are not counted).
 COMMON_MIN_CHUNKS = 50
 COMMON_RATIO = 0.01
-MATCH_BUDGET = 2000
+MATCH_BUDGET = 1000
 
 
 def common_threshold(chunks: int) -> int:
