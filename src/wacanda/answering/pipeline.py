@@ -31,6 +31,7 @@ from wacanda.answering.grounding import (
     leaks,
     looks_like_injection,
 )
+from wacanda.answering.latent_store import LatentStore
 from wacanda.answering.llm import ChatMessage, ChatModel, LLMError
 from wacanda.answering.memory import ConversationMemory
 from wacanda.answering.sentence_store import SentenceStore
@@ -45,7 +46,7 @@ from wacanda.answering.types import (
 )
 from wacanda.answering.words import guess_language
 from wacanda.knowledge import search as kb_search
-from wacanda.knowledge.embeddings import Embedder, Vectors
+from wacanda.knowledge.embeddings import Embedder, LatentTerms, Vectors
 
 log = logging.getLogger("wacanda.answering")
 
@@ -104,11 +105,14 @@ class AnsweringPipeline:
         llm: ChatModel | None = None,
         count_tokens: TokenCounter | None = None,
         sentence_store: SentenceStore | None = None,
+        latent_store: LatentStore | None = None,
     ) -> None:
         """``sentence_store``: where the answerer's sentence vectors are read (and the ones it had
-        to embed are written); without it they are embedded (and cached in the process)."""
+        to embed are written); without it they are embedded (and cached in the process).
+        ``latent_store``: the same for passages' latent terms (computed when absent)."""
         self.retriever = retriever
         self.sentence_store = sentence_store
+        self.latent_store = latent_store
         self.config = config or RAGConfig()
         self.llm = llm
         self.embedder = embedder
@@ -166,8 +170,11 @@ class AnsweringPipeline:
         passages = await self._search(standalone, max(5, config.max_context_documents))
         query_vector = await self._query_vector(standalone) if passages else None
         stored = await self._stored_vectors(passages)
+        latents = await self._stored_latents(passages)
         extractive = await asyncio.to_thread(
-            functools.partial(self.extractive.answer, query_vector=query_vector, stored=stored),
+            functools.partial(
+                self.extractive.answer, query_vector=query_vector, stored=stored, latents=latents
+            ),
             standalone,
             passages,
             language,
@@ -188,6 +195,8 @@ class AnsweringPipeline:
         if self.sentence_store is not None and self.embedder is not None and extractive.new_vectors:
             # After the answer (and the LLM call): the rows are locked only until the commit.
             await self.sentence_store.save(self.embedder.model_name, extractive.new_vectors)
+        if self.latent_store is not None and self.embedder is not None and extractive.new_latents:
+            await self.latent_store.save(self.embedder.model_name, extractive.new_latents)
         memory.add_customer(text, standalone, failed=reply.answer is None)
         memory.add_agent(reply.answer or reply.message or "")
         yield StreamEvent(reply=reply)
@@ -204,6 +213,11 @@ class AnsweringPipeline:
         if self.sentence_store is None or self.embedder is None or not passages:
             return {}
         return await self.sentence_store.fetch(self.embedder.model_name, candidate_texts(passages))
+
+    async def _stored_latents(self, passages: Sequence[Passage]) -> dict[str, LatentTerms]:
+        if self.latent_store is None or self.embedder is None or not passages:
+            return {}
+        return await self.latent_store.fetch(self.embedder.model_name, [passages[0].text])
 
     async def _query_vector(self, question: str) -> Vectors | None:
         """The question's embedding from the search's cache of query vectors: the search has just

