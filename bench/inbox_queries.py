@@ -33,12 +33,12 @@ from typing import Any
 
 import httpx
 import psycopg
+from _docs import DOCS, replace_section
 
 from whatwut.db.embedded import libpq_url, sqlalchemy_url, start_embedded, stop_embedded
 from whatwut.db.migrate import MIGRATIONS_DIR, upgrade_to_head
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- inbox_queries:start -->", "<!-- inbox_queries:end -->"
 DB_NAME = "whatwut_bench"
 SEED_VERSION = 1  # bump when the seed changes, so --reuse reseeds
@@ -868,18 +868,6 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {ram} RAM, {system}, Python {platform.python_version()}"
 
 
-def write_docs(section: str) -> None:
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        _, _, tail = rest.partition(END)
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 # ---------------------------------------------------------------------------------------------
 # End-to-end HTTP: the app under uvicorn in its own process
 # ---------------------------------------------------------------------------------------------
@@ -1364,7 +1352,7 @@ def main() -> None:
         plans.write_text("\n\n".join(bench.plans))
         log(f"plans of the cases over the goal: {plans}")
     if not args.no_docs:
-        write_docs(section)
+        replace_section(START, END, section.rstrip())
         log(f"wrote {DOCS.relative_to(ROOT)}")
 
 

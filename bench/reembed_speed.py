@@ -38,6 +38,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _docs import DOCS, replace_section  # noqa: E402
+
 from wacanda.context import WacandaContext  # noqa: E402
 from wacanda.db import start_embedded, stop_embedded, transaction  # noqa: E402
 from wacanda.knowledge import service  # noqa: E402
@@ -45,7 +47,6 @@ from wacanda.knowledge.embeddings import EmbedderCatalog, Vectors, set_catalog  
 from wacanda.migrate import upgrade_to_head  # noqa: E402
 from wacanda.settings import Settings  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- reembed_speed:start -->", "<!-- reembed_speed:end -->"
 ACCOUNT = 1
 CHUNKS_PER_DOCUMENT = 50
@@ -239,17 +240,6 @@ def render(result: dict[str, Any]) -> str:
     )
 
 
-def write_docs(section: str) -> None:
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -279,7 +269,7 @@ def main() -> None:
     section = render(result)
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(START, END, section)
 
 
 if __name__ == "__main__":

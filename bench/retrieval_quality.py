@@ -35,6 +35,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _docs import DOCS, replace_section  # noqa: E402
+
 from wacanda.db import start_embedded, stop_embedded  # noqa: E402
 from wacanda.knowledge import fulltext  # noqa: E402
 from wacanda.knowledge.chunking import Chunk, ChunkingOptions, chunk_document  # noqa: E402
@@ -44,7 +46,6 @@ from wacanda.knowledge.language import detect_language, text_search_config  # no
 from wacanda.knowledge.language_bias import debiased_scores, language_centroids  # noqa: E402
 from wacanda.knowledge.parsing import parse_document  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 # The analysis of the figures (why the defaults are what they are), kept beside the script so that
 # --write-docs does not wipe it; update it when the figures move.
 NOTES = Path(__file__).with_name("retrieval_quality_notes.md")
@@ -549,18 +550,6 @@ def render_beir(result: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + block + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -621,7 +610,7 @@ def main() -> None:
         )
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(START, END, section)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from sqlalchemy import text as sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from _docs import DOCS, replace_section  # noqa: E402
+
 from wacanda.context import WacandaContext  # noqa: E402
 from wacanda.db import start_embedded, stop_embedded, transaction  # noqa: E402
 from wacanda.knowledge import search as searching  # noqa: E402
@@ -49,7 +51,6 @@ from wacanda.knowledge.parsing import parse_document  # noqa: E402
 from wacanda.migrate import upgrade_to_head  # noqa: E402
 from wacanda.settings import Settings  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- retrieval_speed:start -->", "<!-- retrieval_speed:end -->"
 ACCOUNT = 1
 BENCH_DB = "wacanda_speed"
@@ -381,17 +382,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def database(admin_url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``admin_url``, created when missing."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -496,7 +486,7 @@ def main() -> None:
     section = render(result)
     print(section)
     if args.write_docs:
-        write_docs(section)
+        replace_section(START, END, section)
 
 
 if __name__ == "__main__":

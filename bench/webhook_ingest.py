@@ -51,11 +51,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from _docs import DOCS, replace_section  # noqa: E402
+
 from whatwut.channels.whatsapp.sandbox.service import SandboxInbox, message_webhook, sign  # noqa: E402
 from whatwut.db.embedded import sqlalchemy_url, start_embedded, stop_embedded  # noqa: E402
 from whatwut.db.migrate import upgrade_to_head  # noqa: E402
 
-DOCS = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- webhook_ingest:start -->", "<!-- webhook_ingest:end -->"
 #: What the profiles showed, written by hand; kept when the figures above it are rewritten.
 NOTES = "<!-- webhook_ingest:notes -->"
@@ -759,21 +760,6 @@ def report(
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str) -> None:
-    """Replace the figures between the markers; the hand-written notes after ``NOTES`` stay."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, _, rest = text.partition(START)
-        old, _, tail = rest.partition(END)
-        if NOTES in old:
-            block = f"{START}\n{section.rstrip()}\n\n{NOTES}{old.partition(NOTES)[2].rstrip()}\n{END}"
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    DOCS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -824,7 +810,7 @@ def main() -> None:
     section = report(args, runs, crashes, started)
     print(section)
     if not args.no_docs:
-        write_docs(section)
+        replace_section(START, END, section.rstrip(), notes=NOTES)
         log(f"wrote {DOCS.relative_to(ROOT)}")
 
 
