@@ -30,7 +30,13 @@ def prepare(settings: Settings) -> str:
     return url
 
 
-async def create_admin(settings: Settings, email: str, password: str, account_name: str) -> int:
+@dataclass(frozen=True)
+class AdminCreated:
+    account_id: int
+    ai_agent: bool  # the account has the "Wacanda" AI agent of the ``serve`` on this data directory
+
+
+async def create_admin(settings: Settings, email: str, password: str, account_name: str) -> AdminCreated:
     prepare(settings)
     context = AppContext.create(settings)
     try:
@@ -38,9 +44,12 @@ async def create_admin(settings: Settings, email: str, password: str, account_na
             account, _user = await accounts.create_admin(
                 session, email=email, password=password, account_name=account_name
             )
-            return account.id
+            account_id = account.id
     finally:
         await context.close()
+    from whatwut.bots.wacanda import register_with_running_wacanda
+
+    return AdminCreated(account_id, await register_with_running_wacanda(settings))
 
 
 async def seed_demo(settings: Settings) -> DemoCredentials:

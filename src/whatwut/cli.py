@@ -67,11 +67,15 @@ def create_admin(
     except EmailNotValidError as exc:
         _fail(f"--email: {exc}")
     try:
-        account_id = asyncio.run(bootstrap.create_admin(get_settings(), email, password, account))
+        created = asyncio.run(bootstrap.create_admin(get_settings(), email, password, account))
     except WhatWutError as exc:
         _fail(f"--{exc.field or 'input'}: {exc.detail}")
         return
-    console.print(f"administrator [bold]{email}[/] ready in account [bold]{account}[/] (id {account_id})")
+    console.print(
+        f"administrator [bold]{email}[/] ready in account [bold]{account}[/] (id {created.account_id})"
+    )
+    if created.ai_agent:
+        console.print("AI agent [bold]Wacanda[/] ready in that account (the Wacanda `whatwut serve` runs)")
 
 
 def _register_wacanda(settings: Settings, host: str, port: int, demo_account_id: int | None) -> None:

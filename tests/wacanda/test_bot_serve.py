@@ -4,6 +4,8 @@ hands the conversation to a person on request. Real processes, real HTTP, embedd
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import stat
 import subprocess
@@ -58,6 +60,22 @@ def latest_conversation(
     return conversation, messages
 
 
+def create_admin(data_dir: Path, email: str, password: str, account: str) -> subprocess.CompletedProcess[str]:
+    """``whatwut create-admin`` in another process on the same data directory, as an operator runs it."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_URL", "WHATWUT_"))
+    }
+    env.update({"WHATWUT_DATA_DIR": str(data_dir), "NO_COLOR": "1", "COLUMNS": "200"})
+    return subprocess.run(
+        [WHATWUT, "create-admin", "--email", email, "--password", password, "--account", account],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def wait_for(check: Any, seconds: float = 120) -> Any:
     deadline = time.monotonic() + seconds
     while not (result := check()):
@@ -80,6 +98,7 @@ def test_the_demo_answers_on_the_sandbox_and_hands_off_on_request(data_dir: Path
         bots_file = data_dir / "wacanda-bots.json"
         wait_for(bots_file.exists)
         assert stat.S_IMODE(bots_file.stat().st_mode) == 0o600
+        (demo_key,) = [entry["api_key"] for entry in json.loads(bots_file.read_text())["agents"].values()]
 
         # The demo documents are ingested in the background at start: wait until search finds them.
         wait_for(
@@ -124,5 +143,28 @@ def test_the_demo_answers_on_the_sandbox_and_hands_off_on_request(data_dir: Path
             for m in messages
             if m["message_type"] == "activity"
         )
+
+        # An account created while serve runs gets its Wacanda agent at once, no restart needed.
+        created = create_admin(data_dir, "owner@later.example", "later-pass-1", "Later")
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert "AI agent Wacanda ready" in created.stdout + created.stderr
+        later = httpx.post(
+            f"{base}/api/v1/auth/login", json={"email": "owner@later.example", "password": "later-pass-1"}
+        ).json()
+        (later_id,) = [a["id"] for a in later["accounts"] if a["name"] == "Later"]
+        agents = httpx.get(
+            f"{base}/api/v1/accounts/{later_id}/ai_agents",
+            headers={"Authorization": f"Bearer {later['access_token']}"},
+        ).json()["data"]
+        assert [agent["name"] for agent in agents] == ["Wacanda"]
+        entries = json.loads(bots_file.read_text())["agents"]
+        assert str(agents[0]["id"]) in entries and len(entries) == 2  # the Demo's kept its own
+        # The credentials Wacanda reads from the file sign in to WhatWut's Agent API.
+        auth = httpx.post(
+            f"{base}/api/agents/auth", json={"api_key": entries[str(agents[0]["id"])]["api_key"]}
+        )
+        assert auth.status_code == 200, auth.text
+        assert auth.json()["agent"]["id"] == agents[0]["id"]
+        assert httpx.post(f"{base}/api/agents/auth", json={"api_key": demo_key}).status_code == 200
     finally:
         stop_process(process)

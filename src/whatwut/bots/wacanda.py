@@ -120,6 +120,20 @@ async def register_wacanda(
         await context.close()
     # Written once the agents are committed, so the file never holds credentials the database lacks.
     live = {str(agent_id) for agent_id in registered.values()}
-    _write(path, {"api_url": api_url, "agents": {k: v for k, v in known.items() if k in live}})
+    agents = {k: v for k, v in known.items() if k in live}
+    _write(path, {"api_url": api_url, "wacanda_url": wacanda_url, "agents": agents})
     log.info("bots.wacanda_registered", accounts=len(registered), webhook_url=webhook_url)
     return registered
+
+
+async def register_with_running_wacanda(settings: Settings) -> bool:
+    """Give accounts created after ``whatwut serve`` started (``whatwut create-admin`` in another
+    process) their Wacanda agent at once: the bots file of the data directory says which Wacanda
+    and API to use, and that Wacanda re-reads the file when it changes. False when no ``serve``
+    with Wacanda ever wrote one here."""
+    data = _read(bots_file(settings))
+    wacanda_url, api_url = data.get("wacanda_url"), data.get("api_url")
+    if not (isinstance(wacanda_url, str) and wacanda_url and isinstance(api_url, str) and api_url):
+        return False
+    await register_wacanda(settings, wacanda_url=wacanda_url, api_url=api_url)
+    return True
