@@ -17,7 +17,6 @@ import asyncio
 import hashlib
 import itertools
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -26,11 +25,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.support import serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -242,26 +242,5 @@ class FakeOpenAIServer:
 def serve_fake_openai(state: FakeOpenAIState | None = None) -> Iterator[FakeOpenAIServer]:
     """Run the fake with uvicorn in a daemon thread for the duration of the block."""
     state = state or FakeOpenAIState()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        create_fake_openai_app(state), log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"fake-openai-{port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake OpenAI server did not start")
-        time.sleep(0.01)
-    try:
-        yield FakeOpenAIServer(f"http://127.0.0.1:{port}/v1", state)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(create_fake_openai_app(state), "fake-openai", lifespan="off") as url:
+        yield FakeOpenAIServer(f"{url}/v1", state)

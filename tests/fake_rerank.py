@@ -15,20 +15,19 @@ recorded with its headers.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.support import serve_in_thread
 
 
 @dataclass(frozen=True)
@@ -125,26 +124,5 @@ class FakeRerankServer:
 def serve_fake_rerank(state: FakeRerankState | None = None) -> Iterator[FakeRerankServer]:
     """Run the fake with uvicorn in a daemon thread for the duration of the block."""
     state = state or FakeRerankState()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = int(sock.getsockname()[1])
-    config = uvicorn.Config(
-        create_fake_rerank_app(state), log_level="warning", lifespan="off", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"fake-rerank-{port}", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the fake rerank server did not start")
-        time.sleep(0.02)
-    try:
-        yield FakeRerankServer(base_url=f"http://127.0.0.1:{port}/v1", state=state)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(create_fake_rerank_app(state), "fake-rerank", lifespan="off") as url:
+        yield FakeRerankServer(base_url=f"{url}/v1", state=state)

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from whatwut.accounts import service as accounts
 from whatwut.app import create_app
@@ -67,26 +69,40 @@ class LiveServer:
 
 
 @contextmanager
-def start_live_server(database_url: str, data_dir: Path, **overrides: object) -> Iterator[LiveServer]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = test_settings(database_url, data_dir, **overrides)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+def serve_in_thread(app: ASGIApp, name: str, *, lifespan: Literal["on", "off"] = "on") -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a thread and yield its ``http://127.0.0.1:PORT`` once it answers.
+
+    The socket is bound before uvicorn starts, so no other process can take the port in between
+    (tests of several engineers share the machine); the server is stopped and joined on exit.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"{name}-{port}", daemon=True
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"live-server-{port}", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the live server did not start")
-        time.sleep(0.02)
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", database_url=database_url, settings=settings)
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the {name} server on port {port} did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
+def start_live_server(database_url: str, data_dir: Path, **overrides: object) -> Iterator[LiveServer]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = test_settings(database_url, data_dir, **overrides)
+    with serve_in_thread(create_app(settings), "live-server") as url:
+        yield LiveServer(url=url, database_url=database_url, settings=settings)
 
 
 @dataclass(frozen=True)

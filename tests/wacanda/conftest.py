@@ -3,7 +3,6 @@ own migrations applied, and the real Wacanda app served over HTTP on 127.0.0.1."
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,9 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from tests.support import free_port
+from tests.support import serve_in_thread
 from wacanda.app import create_app
 from wacanda.db import libpq_url
 from wacanda.migrate import upgrade_to_head
@@ -49,22 +47,8 @@ def serve_wacanda_app(
     settings: Settings, database_url: str, *, key: str = SERVICE_KEY
 ) -> Iterator[WacandaServer]:
     """A Wacanda app with these settings on a free 127.0.0.1 port, in a thread; stopped on exit."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name=f"wacanda-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the Wacanda server did not start")
-        time.sleep(0.02)
-    try:
-        yield WacandaServer(url=f"http://127.0.0.1:{port}", database_url=database_url, key=key)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_in_thread(create_app(settings), "wacanda") as url:
+        yield WacandaServer(url=url, database_url=database_url, key=key)
 
 
 @pytest.fixture(scope="module")
