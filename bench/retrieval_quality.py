@@ -497,7 +497,7 @@ def evaluate_beir(
     corpus, questions, qrels = load_beir(args.beir, embedder, options)
     model = embedder.model_name.replace("/", "_")
     name = f"beir-{args.beir.name}-{model}-{options.max_tokens}-{options.overlap_tokens}.npy"
-    cache = ROOT / "bench" / "results" / name  # vectors computed once, reused by later runs
+    cache = args.cache_dir / name  # vectors computed once, reused by later runs
     if cache.exists() and np.load(cache).shape[0] == len(corpus.chunks):
         vectors = np.load(cache)
         embed_seconds = None
@@ -570,6 +570,12 @@ def main() -> None:
         help="a BEIR-format folder (default: <eval-dir>/scifact when present)",
     )
     parser.add_argument("--skip-support", action="store_true", help="only the BEIR benchmark")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="where the BEIR corpus's vectors are kept between runs",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--write-docs", action="store_true", help=f"replace this benchmark's section of {DOCS}"
