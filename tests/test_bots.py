@@ -218,10 +218,18 @@ def test_a_handoff_opens_assigns_and_stops_the_bot(
 ) -> None:
     s = setup(live, client, db_conn, bot)
     contact_inbox = customer(db_conn, s)
+    first_id = receive(live, s.admin.account_id, s.inbox_id, contact_inbox, "this is taking forever")
     message_id = receive(live, s.admin.account_id, s.inbox_id, contact_inbox, "I want to talk to a human")
-    assert message_id is not None
+    assert first_id is not None and message_id is not None
     conversation_id = conversation_of(client, s, message_id)["id"]
     bot.wait_for(len(bot.received))
+    for recorded, score in ((first_id, -0.8), (message_id, 0.2)):
+        mood = client.put(
+            f"/api/conversations/{conversation_id}/messages/{recorded}/sentiment",
+            json={"score": score},
+            headers=s.bot_headers,
+        )
+        assert mood.status_code == 200, mood.text
 
     handoff = client.put(
         f"/api/conversations/{conversation_id}/status",
@@ -239,6 +247,8 @@ def test_a_handoff_opens_assigns_and_stops_the_bot(
         s.admin.path(f"conversations/{conversation_id}/ai_agent_spans"), headers=s.admin.headers
     ).json()["data"]
     assert spans[0]["handoff_reason"] == "human_request" and spans[0]["ended_at"]
+    # Estimated from the sentiment of the customer's last messages in the span: (-0.8 + 0.2) / 2 → 0..1.
+    assert spans[0]["satisfaction_score"] == 0.35
 
     # The bot no longer hears of the conversation and can no longer write in it.
     before = len(bot.received)
@@ -269,6 +279,11 @@ def test_a_human_reply_takes_over(live: LiveServer, client: httpx.Client, db_con
     assert any(
         "took over the conversation from Wacanda" in a for a in activities(client, s.admin, conversation_id)
     )
+    spans = client.get(
+        s.admin.path(f"conversations/{conversation_id}/ai_agent_spans"), headers=s.admin.headers
+    ).json()["data"]
+    assert spans[0]["handoff_reason"].startswith("human_takeover")
+    assert spans[0]["satisfaction_score"] is None  # no sentiment recorded: nothing to estimate from
     late = client.put(
         f"/api/conversations/{conversation_id}/status", json={"status": "open"}, headers=s.bot_headers
     )

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.accounts import service as accounts
@@ -524,12 +524,44 @@ async def _count(session: AsyncSession, agent_id: int, key: str) -> None:
     await session.execute(_COUNT, {"key": key, "id": agent_id})
 
 
+#: The customer messages whose sentiment estimates a span's satisfaction: how they feel at its end.
+SATISFACTION_MESSAGES = 3
+
+# The mean sentiment (-1..1) of the customer's last messages of the open span, as 0..1; NULL when
+# the bot recorded no sentiment for any of them.
+_SPAN_SATISFACTION = text(
+    """
+    SELECT (avg(score) + 1) / 2 FROM (
+        SELECT (m.content_attributes -> 'sentiment' ->> 'score')::float AS score
+          FROM messages m
+         WHERE m.conversation_id = :conversation AND m.message_type = 'incoming'
+           AND m.created_at >= :started AND m.content_attributes ? 'sentiment'
+         ORDER BY m.created_at DESC, m.id DESC
+         LIMIT :last
+    ) recent
+    """
+)
+
+
 async def _close_span(session: AsyncSession, agent: AiAgent, conversation: Conversation, reason: str) -> None:
-    await session.execute(
-        update(AgentConversation)
-        .where(AgentConversation.conversation_id == conversation.id, AgentConversation.ended_at.is_(None))
-        .values(ended_at=_now(), handoff_reason=reason[:255])
+    """End the bot's open span with its reason and an estimated satisfaction: no survey is sent,
+    the score reads the sentiment the bot recorded on the customer's last messages."""
+    span = (
+        await session.execute(
+            select(AgentConversation).where(
+                AgentConversation.conversation_id == conversation.id, AgentConversation.ended_at.is_(None)
+            )
+        )
+    ).scalar_one_or_none()
+    if span is None:
+        return
+    satisfaction = await session.scalar(
+        _SPAN_SATISFACTION,
+        {"conversation": conversation.id, "started": span.started_at, "last": SATISFACTION_MESSAGES},
     )
+    span.ended_at, span.handoff_reason = _now(), reason[:255]
+    span.satisfaction_score = None if satisfaction is None else round(float(satisfaction), 3)
+    await session.flush()
 
 
 def handoff_text(agent_name: str, reason: str, detail: str | None) -> str:
