@@ -578,9 +578,11 @@ async def _publish_conversation(session: AsyncSession, event_type: str, conversa
     )
 
 
-async def _publish_message(session: AsyncSession, message: Message, event_type: str) -> MessageOut:
+async def _publish_message(
+    session: AsyncSession, message: Message, event_type: str, *, no_attachments: bool = False
+) -> MessageOut:
     """Publish ``message.created`` / ``message.updated`` with the message's view; returns the view."""
-    (view,) = await message_views(session, message.account_id, [message])
+    (view,) = await message_views(session, message.account_id, [message], no_attachments=no_attachments)
     await publish(
         session, message.account_id, event_type, view.model_dump(mode="json"), inbox_id=message.inbox_id
     )
@@ -1006,9 +1008,13 @@ async def _defer_read_receipt(session: AsyncSession, agent: Agent, conversation:
 
 
 async def message_views(
-    session: AsyncSession, account_id: int, messages: Sequence[Message]
+    session: AsyncSession, account_id: int, messages: Sequence[Message], *, no_attachments: bool = False
 ) -> list[MessageOut]:
-    """Messages with senders and attachments: three statements at most, whatever their number."""
+    """Messages with senders and attachments: three statements at most, whatever their number.
+
+    ``no_attachments``: the caller has just written these messages without any, so they are not
+    looked up (one round trip less per incoming text message).
+    """
     contact_ids = {m.sender_id for m in messages if m.sender_type == "contact" and m.sender_id}
     user_ids = [m.sender_id for m in messages if m.sender_type in ("user", "bot") and m.sender_id]
     contact_names: dict[int, str] = {}
@@ -1021,7 +1027,7 @@ async def message_views(
         contact_names = {int(cid): str(name) for cid, name in rows.all()}
     user_names = await _user_names(session, user_ids)
     attachments: dict[int, list[AttachmentOut]] = {}
-    if messages:
+    if messages and not no_attachments:
         rows_ = await session.execute(
             select(Attachment)
             .where(Attachment.message_id.in_([m.id for m in messages]), Attachment.account_id == account_id)
@@ -1171,11 +1177,11 @@ async def create_message(
     return await _announce(session, conversation, message)
 
 
-async def _conversation_for_incoming(
+async def _latest_conversation(
     session: AsyncSession, inbox: Inbox, contact_inbox: ContactInbox
-) -> tuple[Conversation, bool]:
-    """The contact's current conversation in the inbox, reopened if need be, or a new one."""
-    latest = (
+) -> Conversation | None:
+    """The contact's latest conversation in the inbox, row-locked and freshly loaded."""
+    return (
         await session.execute(
             select(Conversation)
             .where(
@@ -1187,6 +1193,12 @@ async def _conversation_for_incoming(
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
+
+
+async def _conversation_for_incoming(
+    session: AsyncSession, inbox: Inbox, contact_inbox: ContactInbox, latest: Conversation | None
+) -> tuple[Conversation, bool]:
+    """The contact's current conversation in the inbox, reopened if need be, or a new one."""
     if latest is not None:
         reopen = "System reopened the conversation due to a new incoming message"
         if latest.status in ("open", "pending"):
@@ -1239,60 +1251,77 @@ async def record_incoming_message(
         if known.first() is not None:
             return None
     inbox: Inbox = await inboxes.get_inbox(session, account_id, inbox_id)
-    try:
-        async with session.begin_nested():
-            conversation, created = await _conversation_for_incoming(session, inbox, contact_inbox)
-            now = _now()
-            statement = (
-                insert(Message)
-                .values(
-                    account_id=account_id,
-                    conversation_id=conversation.id,
-                    inbox_id=inbox_id,
-                    message_type="incoming",
-                    content=sanitize_text(content) if content is not None else None,
-                    content_type=content_type if content_type in CONTENT_TYPES else "unsupported",
-                    content_attributes=sanitize_json(content_attributes or {}),
-                    private=False,
-                    status="sent",
-                    source_id=sanitize_text(source_id)[:255] if source_id is not None else None,
-                    sender_type="contact",
-                    sender_id=contact_inbox.contact_id,
-                )
-                .on_conflict_do_nothing(
-                    index_elements=[Message.inbox_id, Message.source_id],
-                    index_where=Message.source_id.is_not(None),
-                )
-                .returning(Message)
+
+    async def insert_message(conversation: Conversation) -> Message | None:
+        statement = (
+            insert(Message)
+            .values(
+                account_id=account_id,
+                conversation_id=conversation.id,
+                inbox_id=inbox_id,
+                message_type="incoming",
+                content=sanitize_text(content) if content is not None else None,
+                content_type=content_type if content_type in CONTENT_TYPES else "unsupported",
+                content_attributes=sanitize_json(content_attributes or {}),
+                private=False,
+                status="sent",
+                source_id=sanitize_text(source_id)[:255] if source_id is not None else None,
+                sender_type="contact",
+                sender_id=contact_inbox.contact_id,
             )
-            message = (await session.execute(statement)).scalar_one_or_none()
-            if message is None:
-                raise _Duplicate
-            for item in attachments:
-                session.add(
-                    Attachment(
-                        account_id=account_id,
-                        message_id=message.id,
-                        file_type=item.file_type,
-                        mime_type=item.mime_type,
-                        file_name=safe_filename(item.file_name),
-                        byte_size=item.byte_size,
-                        storage_key=item.storage_key,
-                        sha256=item.sha256,
-                        external_url=item.external_url,
-                    )
+            .on_conflict_do_nothing(
+                index_elements=[Message.inbox_id, Message.source_id],
+                index_where=Message.source_id.is_not(None),
+            )
+            .returning(Message)
+        )
+        return (await session.execute(statement)).scalar_one_or_none()
+
+    latest = await _latest_conversation(session, inbox, contact_inbox)
+    if latest is not None and latest.status in ("open", "pending"):
+        # The usual case writes nothing before the insert, so a duplicate has nothing to undo:
+        # no savepoint (two round trips less).
+        conversation, created = latest, False
+        message = await insert_message(conversation)
+        if message is None:
+            return None
+    else:
+        # A reopened or new conversation is undone by the savepoint if the message turns out to
+        # be a duplicate (its display id too, so the numbers stay gap-free).
+        try:
+            async with session.begin_nested():
+                conversation, created = await _conversation_for_incoming(
+                    session, inbox, contact_inbox, latest
                 )
-            conversation.last_activity_at = now
-            conversation.last_incoming_at = now
-            await session.flush()
-            await contacts.record_activity(session, contact_inbox.contact_id, now)
-            await _announce(session, conversation, message)
-            for hook in _INCOMING_HOOKS:
-                await hook(session, inbox, conversation, message, created)
-            if created and conversation.status == "open":
-                await auto_assign(session, conversation)
-    except _Duplicate:
-        return None
+                message = await insert_message(conversation)
+                if message is None:
+                    raise _Duplicate
+        except _Duplicate:
+            return None
+    now = _now()
+    for item in attachments:
+        session.add(
+            Attachment(
+                account_id=account_id,
+                message_id=message.id,
+                file_type=item.file_type,
+                mime_type=item.mime_type,
+                file_name=safe_filename(item.file_name),
+                byte_size=item.byte_size,
+                storage_key=item.storage_key,
+                sha256=item.sha256,
+                external_url=item.external_url,
+            )
+        )
+    conversation.last_activity_at = now
+    conversation.last_incoming_at = now
+    await session.flush()
+    await contacts.record_activity(session, contact_inbox.contact_id, now)
+    await _publish_message(session, message, "message.created", no_attachments=not attachments)
+    for hook in _INCOMING_HOOKS:
+        await hook(session, inbox, conversation, message, created)
+    if created and conversation.status == "open":
+        await auto_assign(session, conversation)
     return message
 
 

@@ -82,10 +82,11 @@ async def accessible_inbox_ids(
 
 async def get_inbox(session: AsyncSession, account_id: int, inbox_id: int) -> Inbox:
     """The account's inbox; 404 when it does not exist *or belongs to another account*."""
-    inbox = (
-        await session.execute(select(Inbox).where(Inbox.id == inbox_id, Inbox.account_id == account_id))
-    ).scalar_one_or_none()
-    if inbox is None:
+    # ``get`` answers from the session's identity map when the inbox is loaded already (a job
+    # applying a webhook asks several times per transaction); a plain SELECT would not refresh
+    # the loaded object either, only pay the round trip.
+    inbox = await session.get(Inbox, inbox_id)
+    if inbox is None or inbox.account_id != account_id:
         raise NotFound("inbox not found", field="inbox_id")
     return inbox
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.realtime.models import Event
@@ -68,11 +68,16 @@ async def publish(
     """Record an event for the account and notify every listening process on commit."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    event = Event(account_id=account_id, event_type=event_type, payload=payload, inbox_id=inbox_id)
-    session.add(event)
-    await session.flush()
-    await session.execute(select(func.pg_notify(CHANNEL, f"{account_id}:{event.id}")))
-    return event.id
+    # One round trip: the row and its notification in one statement (a data-modifying CTE runs
+    # whole, in the caller's transaction, so the notification still goes out only on commit).
+    row = (
+        insert(Event)
+        .values(account_id=account_id, event_type=event_type, payload=payload, inbox_id=inbox_id)
+        .returning(Event.id)
+        .cte("published")
+    )
+    notified = select(row.c.id, func.pg_notify(CHANNEL, func.concat(f"{account_id}:", row.c.id)))
+    return int((await session.execute(notified)).scalar_one())
 
 
 def parse_notification(payload: str) -> tuple[int, int] | None:

@@ -40,7 +40,7 @@ from whatwut.channels.whatsapp.cloud.webhook import (
     WebhookContact,
     split_delivery,
 )
-from whatwut.channels.whatsapp.models import WhatsAppInboundEvent
+from whatwut.channels.whatsapp.models import WhatsAppInboundEvent, WhatsAppInstance
 from whatwut.contacts import service as contacts
 from whatwut.conversations import service as conversations
 from whatwut.conversations.models import Message
@@ -763,8 +763,39 @@ async def _process_edit(session: AsyncSession, inbox: Inbox, message: InboundMes
     return "applied"
 
 
+@dataclass
+class Batch:
+    """What a job's events share, looked up once per batch instead of once per event.
+
+    Only the inbox's WhatsApp instance id: it is fixed for the inbox's life (the row is created
+    once, and goes only with the inbox, whose own row every event still reads).
+    """
+
+    instance_ids: dict[int, int | None] = field(default_factory=dict)
+
+
+async def _instance_id(session: AsyncSession, inbox: Inbox, batch: Batch | None) -> int | None:
+    if batch is not None and inbox.id in batch.instance_ids:
+        return batch.instance_ids[inbox.id]
+    stored = (
+        await session.execute(select(WhatsAppInstance.id).where(WhatsAppInstance.inbox_id == inbox.id))
+    ).scalar_one_or_none()
+    if stored is None:
+        # Created in this event's transaction: not remembered, it is not committed yet.
+        instance = await whatsapp.instance_for(session, inbox)
+        return instance.id if instance is not None else None
+    if batch is not None:
+        batch.instance_ids[inbox.id] = stored
+    return int(stored)
+
+
 async def _process_message(
-    session: AsyncSession, inbox: Inbox, event: WhatsAppInboundEvent, *, last_try: bool
+    session: AsyncSession,
+    inbox: Inbox,
+    event: WhatsAppInboundEvent,
+    *,
+    last_try: bool,
+    batch: Batch | None = None,
 ) -> str:
     payload = event.payload
     message = InboundMessage.model_validate(payload.get("message") or {})
@@ -825,11 +856,11 @@ async def _process_message(
         content_attributes=attributes,
         source_id=message.id,
     )
-    instance = await whatsapp.instance_for(session, inbox)
-    if instance is not None:
+    instance_id = await _instance_id(session, inbox, batch)
+    if instance_id is not None:
         await whatsapp.remember_contact(
             session,
-            instance_id=instance.id,
+            instance_id=instance_id,
             contact_id=contact_inbox.contact_id,
             whatsapp_id=sender,
             profile_name=profile_name,
@@ -837,10 +868,10 @@ async def _process_message(
         )
     if stored is None:
         return "duplicate"
-    if instance is not None:
+    if instance_id is not None:
         await whatsapp.record_message(
             session,
-            instance_id=instance.id,
+            instance_id=instance_id,
             message_id=stored.id,
             whatsapp_message_id=message.id,
             media_type=rendered.media_type,
@@ -893,31 +924,40 @@ async def _process_status(
     return "applied"
 
 
-async def process_event(session: AsyncSession, event_id: int) -> str | None:
+async def process_event(
+    session: AsyncSession, event_id: int, *, batch: Batch | None = None, durable: bool = True
+) -> str | None:
     """Apply one stored event; ``None`` when it is already done (or another job holds it).
 
     Returns the outcome; :data:`WAITING` means "the message it refers to is not stored yet, look
-    again later" (the event stays unprocessed, its ``attempts`` counted).
+    again later" (the event stays unprocessed, its ``attempts`` counted). With ``durable=False``
+    the transaction's commit does not wait for the WAL flush (set in the same round trip as the
+    event's lock; see :func:`process_in_transaction`).
     """
-    event = (
-        await session.execute(
-            select(WhatsAppInboundEvent)
-            .where(WhatsAppInboundEvent.id == event_id, WhatsAppInboundEvent.processed_at.is_(None))
-            .with_for_update(skip_locked=True)
+    # The event (locked) and its inbox (not locked) in one round trip.
+    query = (
+        select(WhatsAppInboundEvent, Inbox)
+        .outerjoin(
+            Inbox,
+            (Inbox.id == WhatsAppInboundEvent.inbox_id)
+            & (Inbox.account_id == WhatsAppInboundEvent.account_id),
         )
-    ).scalar_one_or_none()
-    if event is None:
+        .where(WhatsAppInboundEvent.id == event_id, WhatsAppInboundEvent.processed_at.is_(None))
+        .with_for_update(of=WhatsAppInboundEvent, skip_locked=True)
+    )
+    if not durable:
+        # ``set_config(..., true)`` is ``SET LOCAL``; evaluated for the row the statement returns,
+        # which is the only case where this transaction writes anything.
+        query = query.add_columns(func.set_config("synchronous_commit", "off", True))
+    found = (await session.execute(query)).one_or_none()
+    if found is None:
         return None
-    inbox = (
-        await session.execute(
-            select(Inbox).where(Inbox.id == event.inbox_id, Inbox.account_id == event.account_id)
-        )
-    ).scalar_one_or_none()
+    event, inbox = found[0], found[1]
     last_try = event.attempts + 1 >= MAX_WAITS
     if inbox is None:
         outcome = "ignored: inbox gone"
     elif event.kind == "message":
-        outcome = await _process_message(session, inbox, event, last_try=last_try)
+        outcome = await _process_message(session, inbox, event, last_try=last_try, batch=batch)
     else:
         outcome = await _process_status(session, inbox, event, last_try=last_try)
     if outcome == WAITING:
@@ -938,7 +978,9 @@ async def process_event(session: AsyncSession, event_id: int) -> str | None:
     return outcome
 
 
-async def process_in_transaction(session: AsyncSession, event_id: int) -> str | None:
+async def process_in_transaction(
+    session: AsyncSession, event_id: int, batch: Batch | None = None
+) -> str | None:
     """:func:`process_event` as a job runs it, in a transaction of its own.
 
     Its commit does not wait for the WAL flush (``synchronous_commit = off``): the raw event is
@@ -946,8 +988,7 @@ async def process_in_transaction(session: AsyncSession, event_id: int) -> str | 
     this one too. A crash in between leaves the job ``doing``; it runs again (``jobs.retry_stalled``)
     and skips the events already applied.
     """
-    await session.execute(text("SET LOCAL synchronous_commit TO off"))
-    return await process_event(session, event_id)
+    return await process_event(session, event_id, batch=batch, durable=False)
 
 
 def wait_delay(attempts: int) -> timedelta:

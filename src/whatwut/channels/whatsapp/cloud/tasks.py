@@ -48,10 +48,11 @@ async def process_inbound(account_id: int, inbox_id: int, event_ids: list[int]) 
     procrastinate retries it (events already done are skipped).
     """
     failed: list[int] = []
+    batch = service.Batch()
     for event_id in event_ids:
         try:
             async with job_transaction() as session:
-                await service.process_in_transaction(session, int(event_id))
+                await service.process_in_transaction(session, int(event_id), batch)
         except Exception:
             log.exception("whatsapp.event_failed", event_id=event_id, inbox_id=inbox_id)
             failed.append(int(event_id))
