@@ -1238,17 +1238,21 @@ async def record_incoming_message(
     inbox's ``resolved_policy`` is ``reopen``), bumps its activity and publishes the events.
     Input from channels is never refused, only made storable.
     """
-    # Deliveries for one contact are serialised, so a retry cannot race its original.
-    await session.execute(
-        select(
-            func.pg_advisory_xact_lock(func.hashtextextended(f"whatwut.contact_inbox:{contact_inbox.id}", 0))
+    # Deliveries for one contact are serialised, so a retry cannot race its original. The lock and
+    # the look-up for a stored copy share a round trip; a copy committed while this waited for the
+    # lock is missed by the look-up (the statement's snapshot predates the wait), but not by the
+    # INSERT ... ON CONFLICT below, and what was done before it is undone by the savepoint.
+    lock = func.pg_advisory_xact_lock(func.hashtextextended(f"whatwut.contact_inbox:{contact_inbox.id}", 0))
+    if source_id is None:
+        await session.execute(select(lock))
+    else:
+        known = (
+            select(Message.id)
+            .where(Message.inbox_id == inbox_id, Message.source_id == source_id)
+            .limit(1)
+            .scalar_subquery()
         )
-    )
-    if source_id is not None:
-        known = await session.execute(
-            select(Message.id).where(Message.inbox_id == inbox_id, Message.source_id == source_id)
-        )
-        if known.first() is not None:
+        if (await session.execute(select(lock, known))).one()[1] is not None:
             return None
     inbox: Inbox = await inboxes.get_inbox(session, account_id, inbox_id)
 

@@ -7,10 +7,11 @@ transaction.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from whatwut.channels.whatsapp.models import WhatsAppContact, WhatsAppInstance, WhatsAppMessage
@@ -95,6 +96,18 @@ async def remember_contact(
     business_user_id: str | None = None,
 ) -> None:
     """Upsert the customer's WhatsApp identity on this number (profile names change)."""
+    await session.execute(
+        _remember_contact(instance_id, contact_id, whatsapp_id, profile_name, business_user_id)
+    )
+
+
+def _remember_contact(
+    instance_id: int,
+    contact_id: int,
+    whatsapp_id: str,
+    profile_name: str | None,
+    business_user_id: str | None,
+) -> Insert:
     values: dict[str, Any] = {"contact_id": contact_id}
     if profile_name:
         values["profile_name"] = profile_name[:255]
@@ -103,11 +116,19 @@ async def remember_contact(
     statement = insert(WhatsAppContact).values(
         whatsapp_instance_id=instance_id, whatsapp_id=whatsapp_id[:64], **values
     )
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[WhatsAppContact.whatsapp_instance_id, WhatsAppContact.whatsapp_id], set_=values
-        )
+    return statement.on_conflict_do_update(
+        index_elements=[WhatsAppContact.whatsapp_instance_id, WhatsAppContact.whatsapp_id], set_=values
     )
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The customer's WhatsApp identity, as :func:`remember_contact` takes it."""
+
+    contact_id: int
+    whatsapp_id: str
+    profile_name: str | None = None
+    business_user_id: str | None = None
 
 
 async def record_message(
@@ -122,9 +143,13 @@ async def record_message(
     media_sha256: str | None = None,
     location_data: dict[str, Any] | None = None,
     contact_vcard: str | None = None,
+    sender: Sender | None = None,
 ) -> None:
-    """The WhatsApp side of a stored message (once per message)."""
-    await session.execute(
+    """The WhatsApp side of a stored message (once per message).
+
+    With ``sender``, :func:`remember_contact` is done in the same statement (one round trip).
+    """
+    statement = (
         insert(WhatsAppMessage)
         .values(
             message_id=message_id,
@@ -140,6 +165,12 @@ async def record_message(
         )
         .on_conflict_do_nothing()
     )
+    if sender is not None:
+        remembered = _remember_contact(
+            instance_id, sender.contact_id, sender.whatsapp_id, sender.profile_name, sender.business_user_id
+        )
+        statement = statement.add_cte(remembered.cte("remembered"))
+    await session.execute(statement)
 
 
 async def get_message(

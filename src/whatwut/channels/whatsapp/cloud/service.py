@@ -857,20 +857,27 @@ async def _process_message(
         source_id=message.id,
     )
     instance_id = await _instance_id(session, inbox, batch)
-    if instance_id is not None:
-        await whatsapp.remember_contact(
-            session,
-            instance_id=instance_id,
-            contact_id=contact_inbox.contact_id,
-            whatsapp_id=sender,
-            profile_name=profile_name,
-            business_user_id=contact.user_id or message.from_user_id,
-        )
+    identity = whatsapp.Sender(
+        contact_id=contact_inbox.contact_id,
+        whatsapp_id=sender,
+        profile_name=profile_name,
+        business_user_id=contact.user_id or message.from_user_id,
+    )
     if stored is None:
+        if instance_id is not None:
+            await whatsapp.remember_contact(
+                session,
+                instance_id=instance_id,
+                contact_id=identity.contact_id,
+                whatsapp_id=identity.whatsapp_id,
+                profile_name=identity.profile_name,
+                business_user_id=identity.business_user_id,
+            )
         return "duplicate"
     if instance_id is not None:
         await whatsapp.record_message(
             session,
+            sender=identity,
             instance_id=instance_id,
             message_id=stored.id,
             whatsapp_message_id=message.id,
