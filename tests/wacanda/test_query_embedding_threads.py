@@ -6,7 +6,6 @@ queue."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import time
@@ -16,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.wacanda.conftest import WacandaServer, wait_processed
+from tests.wacanda.conftest import WacandaServer
+from tests.wacanda.test_knowledge_api import new_account
+from tests.wacanda.test_sentence_vectors import load
 from wacanda.knowledge import search as searching
 
 DOCUMENTS = {
@@ -69,20 +70,10 @@ def _search(server: WacandaServer, account_id: int, q: str) -> list[dict[str, An
 
 
 def test_search_finds_the_same_passages_whether_the_embedding_takes_one_core_or_all(
-    wacanda_live: WacandaServer, monkeypatch: pytest.MonkeyPatch
+    wacanda: httpx.Client, wacanda_live: WacandaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    account_id = random.randint(10_000, 2**40)
-    headers = wacanda_live.headers(account_id)
-    with httpx.Client(base_url=wacanda_live.url, timeout=60) as client:
-        response = client.post(
-            "/functions/v1/document-embed",
-            headers=headers,
-            files=[("files", (name, text.encode(), "text/markdown")) for name, text in DOCUMENTS.items()],
-            data={"knowledge_base": "help"},
-        )
-        assert response.status_code == 202, response.text
-        for document in response.json()["documents"]:
-            assert wait_processed(client, headers, document["id"])["status"] == "ready"
+    account_id = new_account()
+    load(wacanda, wacanda_live.headers(account_id), {name: text.encode() for name, text in DOCUMENTS.items()})
     questions = [
         "how many days do I have to return my phone?",
         "Travel Pass price in Mexico",

@@ -1220,6 +1220,26 @@ class _Duplicate(Exception):
     pass
 
 
+def _add_attachments(
+    session: AsyncSession, account_id: int, message_id: int, attachments: Sequence[IncomingAttachment]
+) -> None:
+    """A channel's files on a message (already in storage; the row says where)."""
+    for item in attachments:
+        session.add(
+            Attachment(
+                account_id=account_id,
+                message_id=message_id,
+                file_type=item.file_type,
+                mime_type=item.mime_type,
+                file_name=safe_filename(item.file_name),
+                byte_size=item.byte_size,
+                storage_key=item.storage_key,
+                sha256=item.sha256,
+                external_url=item.external_url,
+            )
+        )
+
+
 async def record_incoming_message(
     session: AsyncSession,
     *,
@@ -1303,20 +1323,7 @@ async def record_incoming_message(
         except _Duplicate:
             return None
     now = _now()
-    for item in attachments:
-        session.add(
-            Attachment(
-                account_id=account_id,
-                message_id=message.id,
-                file_type=item.file_type,
-                mime_type=item.mime_type,
-                file_name=safe_filename(item.file_name),
-                byte_size=item.byte_size,
-                storage_key=item.storage_key,
-                sha256=item.sha256,
-                external_url=item.external_url,
-            )
-        )
+    _add_attachments(session, account_id, message.id, attachments)
     conversation.last_activity_at = now
     conversation.last_incoming_at = now
     await session.flush()
@@ -1534,19 +1541,6 @@ async def amend_message(
         message.content = sanitize_text(content) if content is not None else None
     if content_attributes is not None:
         message.content_attributes = sanitize_json(content_attributes)
-    for item in attachments:
-        session.add(
-            Attachment(
-                account_id=message.account_id,
-                message_id=message.id,
-                file_type=item.file_type,
-                mime_type=item.mime_type,
-                file_name=safe_filename(item.file_name),
-                byte_size=item.byte_size,
-                storage_key=item.storage_key,
-                sha256=item.sha256,
-                external_url=item.external_url,
-            )
-        )
+    _add_attachments(session, message.account_id, message.id, attachments)
     await session.flush()
     return await _publish_message(session, message, "message.updated")
