@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import structlog
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wacanda.answering.models import LatentTerms as LatentTermsRow
-from wacanda.answering.sentence_store import text_hash
+from wacanda.answering.sentence_store import AnswererStore, text_hash
 from wacanda.knowledge.embeddings import LatentTerms
-
-log = structlog.get_logger(__name__)
 
 
 async def fetch(session: AsyncSession, model: str, texts: Sequence[str]) -> dict[str, LatentTerms]:
@@ -52,21 +49,6 @@ async def save(session: AsyncSession, model: str, latents: Mapping[str, LatentTe
     await session.execute(insert(LatentTermsRow).on_conflict_do_nothing(), rows)
 
 
-class LatentStore:
-    """The store as the answering pipeline sees it: one session (the reply's transaction)."""
-
+class LatentStore(AnswererStore[LatentTerms]):
     def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def fetch(self, model: str, texts: Sequence[str]) -> dict[str, LatentTerms]:
-        return await fetch(self.session, model, texts)
-
-    async def save(self, model: str, latents: Mapping[str, LatentTerms]) -> None:
-        """Best effort, in a savepoint: a failure costs a later reply a computation, never this one."""
-        if not latents:
-            return
-        try:
-            async with self.session.begin_nested():
-                await save(self.session, model, latents)
-        except Exception:
-            log.warning("wacanda.latent_terms_not_saved", exc_info=True, count=len(latents))
+        super().__init__(session, fetch, save, "latent_terms")

@@ -11,7 +11,8 @@ change of the process's model) is stored after it, so it is embedded once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 import structlog
@@ -73,21 +74,37 @@ def embed(embedder: Embedder, texts: Sequence[str]) -> dict[str, Vectors]:
     return result
 
 
-class SentenceStore:
-    """The store as the answering pipeline sees it: one session (the reply's transaction)."""
+_T = TypeVar("_T")
 
-    def __init__(self, session: AsyncSession) -> None:
+
+class AnswererStore(Generic[_T]):
+    """One kind of the answerer's stored data as the pipeline sees it: one session (the reply's
+    transaction), read in one query, written best effort."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        fetch: Callable[[AsyncSession, str, Sequence[str]], Awaitable[dict[str, _T]]],
+        save: Callable[[AsyncSession, str, Mapping[str, _T]], Awaitable[None]],
+        name: str,
+    ) -> None:
         self.session = session
+        self._fetch, self._save, self._name = fetch, save, name
 
-    async def fetch(self, model: str, texts: Sequence[str]) -> dict[str, Vectors]:
-        return await fetch(self.session, model, texts)
+    async def fetch(self, model: str, texts: Sequence[str]) -> dict[str, _T]:
+        return await self._fetch(self.session, model, texts)
 
-    async def save(self, model: str, vectors: Mapping[str, Vectors]) -> None:
-        """Best effort, in a savepoint: a failure costs the next reply an embedding, never this one."""
-        if not vectors:
+    async def save(self, model: str, values: Mapping[str, _T]) -> None:
+        """Best effort, in a savepoint: a failure costs a later reply a computation, never this one."""
+        if not values:
             return
         try:
             async with self.session.begin_nested():
-                await save(self.session, model, vectors)
+                await self._save(self.session, model, values)
         except Exception:
-            log.warning("wacanda.sentence_vectors_not_saved", exc_info=True, count=len(vectors))
+            log.warning(f"wacanda.{self._name}_not_saved", exc_info=True, count=len(values))
+
+
+class SentenceStore(AnswererStore[Vectors]):
+    def __init__(self, session: AsyncSession) -> None:
+        super().__init__(session, fetch, save, "sentence_vectors")

@@ -12,10 +12,10 @@ import asyncio
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from sqlalchemy import select, text
@@ -499,10 +499,19 @@ def _start_query_embeddings(
     return vectors, tasks, threads
 
 
-def _start_embedding(embedder: Embedder, query: str, threads: int) -> asyncio.Task[Vectors]:
-    task = asyncio.create_task(embed_query(embedder, query, threads=threads))
+_T = TypeVar("_T")
+
+
+def _background(work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
+    """A task the search awaits later. A search that fails before it awaits it leaves it to finish
+    alone; its exception is retrieved so that it never complains."""
+    task = asyncio.create_task(work)
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     return task
+
+
+def _start_embedding(embedder: Embedder, query: str, threads: int) -> asyncio.Task[Vectors]:
+    return _background(embed_query(embedder, query, threads=threads))
 
 
 def _start_fulltext(
@@ -513,10 +522,7 @@ def _start_fulltext(
     engine = session.bind
     if not isinstance(engine, AsyncEngine):
         return None
-    task = asyncio.create_task(_fulltext_ranking(engine, document_filter, params))
-    # A search that fails before it awaits the ranking leaves it to finish alone; never complain.
-    task.add_done_callback(lambda done: done.cancelled() or done.exception())
-    return task
+    return _background(_fulltext_ranking(engine, document_filter, params))
 
 
 async def _fulltext_ranking(engine: AsyncEngine, document_filter: str, params: dict[str, Any]) -> list[int]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -398,34 +398,54 @@ async def _embed_sentences(
     sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
 ) -> dict[str, Any]:
     """The answerer's sentence vectors of these chunks that are not stored yet, embedded with the
-    answerer's model (the process's default, not necessarily the knowledge base's). Best effort:
-    a sentence left out is embedded by the first reply that needs it."""
-    try:
-        texts = sentence_store.chunk_texts((chunk.heading_path, chunk.text) for chunk in chunks)
-        async with transaction(sessionmaker) as session:
-            stored = await sentence_store.fetch(session, embedder.model_name, texts)
-        missing = [text for text in texts if text not in stored]
-        return await asyncio.to_thread(sentence_store.embed, embedder, missing)
-    except Exception:
-        log.warning("wacanda.sentence_vectors_skipped", exc_info=True)
-        return {}
+    answerer's model (the process's default, not necessarily the knowledge base's)."""
+    texts = sentence_store.chunk_texts((chunk.heading_path, chunk.text) for chunk in chunks)
+    return await _not_stored_yet(
+        sessionmaker,
+        embedder.model_name,
+        texts,
+        sentence_store.fetch,
+        lambda missing: sentence_store.embed(embedder, missing),
+        "sentence_vectors",
+    )
 
 
 async def _latent_terms(
     sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
 ) -> dict[str, LatentTerms]:
     """The latent terms of these chunks' texts not stored yet, for the answerer's confidence (with
-    the answerer's model, when it has a sparse head). Best effort, as the sentence vectors."""
+    the answerer's model, when it has a sparse head)."""
     if not isinstance(embedder, LatentTermsEncoder):
         return {}
+    return await _not_stored_yet(
+        sessionmaker,
+        embedder.model_name,
+        list(dict.fromkeys(chunk.text for chunk in chunks)),
+        latent_store.fetch,
+        lambda missing: dict(zip(missing, embedder.latent_terms(missing), strict=True)),
+        "latent_terms",
+    )
+
+
+_Stored = TypeVar("_Stored")
+
+
+async def _not_stored_yet(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    model: str,
+    texts: Sequence[str],
+    fetch: Callable[[AsyncSession, str, Sequence[str]], Awaitable[dict[str, _Stored]]],
+    compute: Callable[[list[str]], dict[str, _Stored]],
+    name: str,
+) -> dict[str, _Stored]:
+    """``compute`` (in a thread) for the texts the answerer's store lacks. Best effort: a text
+    left out is computed by the first reply that needs it."""
     try:
-        texts = list(dict.fromkeys(chunk.text for chunk in chunks))
         async with transaction(sessionmaker) as session:
-            stored = await latent_store.fetch(session, embedder.model_name, texts)
-        missing = [text for text in texts if text not in stored]
-        return dict(zip(missing, await asyncio.to_thread(embedder.latent_terms, missing), strict=True))
+            stored = await fetch(session, model, texts)
+        return await asyncio.to_thread(compute, [text for text in texts if text not in stored])
     except Exception:
-        log.warning("wacanda.latent_terms_skipped", exc_info=True)
+        log.warning(f"wacanda.{name}_skipped", exc_info=True)
         return {}
 
 
