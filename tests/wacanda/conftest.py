@@ -51,6 +51,19 @@ def serve_wacanda_app(
         yield WacandaServer(url=url, database_url=database_url, key=key)
 
 
+@contextmanager
+def serve_with_openai(
+    database_url: str, data_dir: Path, openai_base_url: str, **overrides: object
+) -> Iterator[WacandaServer]:
+    """A Wacanda app whose OpenAI-compatible endpoint is ``openai_base_url`` (a fake on 127.0.0.1)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = wacanda_settings(
+        database_url, data_dir, OPENAI_BASE_URL=openai_base_url, OPENAI_API_KEY="test-key", **overrides
+    )
+    with serve_wacanda_app(settings, database_url) as server:
+        yield server
+
+
 @pytest.fixture(scope="module")
 def wacanda_db(database_url: str) -> str:
     """The module's database (WhatWut's schema already there) with Wacanda's schema added."""

