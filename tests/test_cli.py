@@ -95,6 +95,30 @@ def test_create_admin_creates_the_account_then_joins_it(
 
 
 @pytest.mark.parametrize(
+    "bots_file",
+    ["{not json", '["a list"]', '{"api_url": "http://127.0.0.1:1"}', '{"wacanda_url": 7, "api_url": ""}'],
+)
+def test_create_admin_ignores_a_bots_file_that_names_no_wacanda(
+    database_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path, bots_file: str
+) -> None:
+    """Only a bots file written by ``whatwut serve`` (both URLs) registers the new account's agent."""
+    (tmp_path / "wacanda-bots.json").write_text(bots_file)
+    account, email = unique("Plain"), f"{unique('owner')}@example.com"
+    result = run_cli(
+        "create-admin", "--email", email, "--password", "s3cret-pass", "--account", account,
+        database_url=database_url, data_dir=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, output(result)
+    assert "AI agent" not in output(result)
+    agents = db_conn.execute(
+        "SELECT count(*) FROM ai_agents g JOIN accounts a ON a.id = g.account_id WHERE a.name = %s",
+        (account,),
+    ).fetchone()
+    assert agents == (0,)
+    assert (tmp_path / "wacanda-bots.json").read_text() == bots_file  # left as it was
+
+
+@pytest.mark.parametrize(
     ("email", "password", "message"),
     [
         ("not-an-email", "long-enough-pass", "--email"),

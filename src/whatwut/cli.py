@@ -75,7 +75,10 @@ def create_admin(
         f"administrator [bold]{email}[/] ready in account [bold]{account}[/] (id {created.account_id})"
     )
     if created.ai_agent:
-        console.print("AI agent [bold]Wacanda[/] ready in that account (the Wacanda `whatwut serve` runs)")
+        console.print(
+            "AI agent [bold]Wacanda[/] ready in that account (answered by the Wacanda that `whatwut serve`"
+            " starts on this data directory)"
+        )
 
 
 def _register_wacanda(settings: Settings, host: str, port: int, demo_account_id: int | None) -> None:
