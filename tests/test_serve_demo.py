@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,10 +34,13 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def serve_demo(data_dir: Path, port: int) -> subprocess.Popen[str]:
-    inherited = os.environ.items()
-    env = {key: value for key, value in inherited if not key.startswith(("DATABASE_URL", "WHATWUT_"))}
+def serve_demo(data_dir: Path, port: int, wacanda_port: int | None = None) -> subprocess.Popen[str]:
+    """``whatwut serve --demo``; Wacanda on ``wacanda_port``, a free one by default (``port + 1``,
+    the product's default, may be a client connection's port in a busy test run)."""
+    ours = ("DATABASE_URL", "WHATWUT_", "WACANDA_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(ours)}
     env.update({"WHATWUT_DATA_DIR": str(data_dir), "NO_COLOR": "1", "COLUMNS": "200"})
+    env["WACANDA_PORT"] = str(wacanda_port or free_port())
     return subprocess.Popen(
         [WHATWUT, "serve", "--demo", "--port", str(port)],
         env=env,
@@ -98,12 +102,12 @@ def running(pid: int) -> bool:
 
 def test_sigterm_stops_serve_wacanda_and_the_embedded_database(data_dir: Path) -> None:
     """A service manager stops ``whatwut serve`` with SIGTERM: nothing it started may outlive it."""
-    port = free_port()
+    port, wacanda_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
-    server = serve_demo(data_dir, port)
+    server = serve_demo(data_dir, port, wacanda_port)
     try:
         wait_healthy(base, server)
-        wacanda = f"http://127.0.0.1:{port + 1}"
+        wacanda = f"http://127.0.0.1:{wacanda_port}"
         wait_healthy(wacanda, server)
         database = postmaster_pid(data_dir)
         assert database is not None and running(database)
@@ -121,3 +125,48 @@ def test_sigterm_stops_serve_wacanda_and_the_embedded_database(data_dir: Path) -
         time.sleep(0.2)
     assert not running(database), "the embedded PostgreSQL was left running"
     assert postmaster_pid(data_dir) is None
+
+
+def wacanda_child(server: subprocess.Popen[str]) -> int:
+    """The pid of the ``wacanda serve`` that ``whatwut serve`` started."""
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    for pid in children:
+        if "wacanda" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return int(pid)
+    raise AssertionError(f"no wacanda child among {children}")
+
+
+def test_a_wacanda_that_dies_is_reported_while_whatwut_keeps_serving(data_dir: Path) -> None:
+    port, wacanda_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = serve_demo(data_dir, port, wacanda_port)
+    try:
+        wait_healthy(base, server)
+        wait_healthy(f"http://127.0.0.1:{wacanda_port}", server)
+        os.kill(wacanda_child(server), signal.SIGKILL)
+        time.sleep(1)
+        assert httpx.get(f"{base}/health").status_code == 200, "WhatWut itself keeps serving"
+    finally:
+        printed = stop_process(server)
+    assert "wacanda.exited" in printed and "-9" in printed, printed[-2000:]
+
+
+def test_serve_refuses_to_start_when_wacandas_port_is_taken(data_dir: Path) -> None:
+    """Starting anyway would leave the inbox without its AI agent and say nothing."""
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        server = serve_demo(data_dir, port, taken)
+        try:
+            printed, _ = server.communicate(timeout=120)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.communicate()
+    assert server.returncode == 2
+    assert f"port {taken}" in printed and "WACANDA_PORT" in printed, printed[-2000:]
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    assert postmaster_pid(data_dir) is None, "the embedded PostgreSQL it started is stopped again"

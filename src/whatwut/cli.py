@@ -127,9 +127,12 @@ def serve(
     bootstrap.prepare(settings)
     wacanda_started = False
     if wacanda:
-        from whatwut.knowledge_proxy.launcher import start_wacanda
+        from whatwut.knowledge_proxy.launcher import WacandaPortInUse, start_wacanda
 
-        wacanda_started = start_wacanda(settings, port=port + 1) is not None
+        try:
+            wacanda_started = start_wacanda(settings, port=port + 1) is not None
+        except WacandaPortInUse as exc:
+            _fail(str(exc))
     sandbox_target = None
     demo_account_id: int | None = None
     if demo:
