@@ -178,7 +178,8 @@ def assert_problem(response: httpx.Response, status: int, *, field: str | None =
 
 
 def wait_healthy(url: str, process: subprocess.Popen[str], *, seconds: float = 90) -> None:
-    """Wait for a server started as a subprocess to answer ``/health``; fail with its output if it dies."""
+    """Wait for a server started as a subprocess to answer ``/health``; fail with its output if it
+    dies, or stop it and fail with what it printed when it never answers."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -189,7 +190,8 @@ def wait_healthy(url: str, process: subprocess.Popen[str], *, seconds: float = 9
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"the server at {url} did not become healthy")
+    printed = stop_process(process) if process.stdout else ""
+    raise AssertionError(f"{url} did not become healthy in {seconds:.0f} s; the server printed:\n{printed}")
 
 
 def stop_process(process: subprocess.Popen[str]) -> str:
