@@ -15,8 +15,8 @@ its own: its speed is tuned separately (``bench/retrieval_speed.py``).
 The knowledge base is the 100,000-chunk one ``bench/retrieval_speed.py`` builds (synthetic
 chunks made of real corpus sentences and vectors, cached between runs in the same embedded
 server); it is filled here the same way when missing, and the answerer's sentence vectors of its
-chunks are stored as ingestion stores them (``answering.sentence_store``; only the missing ones
-are embedded, so a rerun is quick).
+chunks are stored as the preparation after ingestion stores them (``answering.sentence_store``;
+only the missing ones are embedded, so a rerun is quick).
 
     .venv/bin/python bench/answer_latency.py --write-docs
     .venv/bin/python bench/answer_latency.py --size 10000 --rounds 1    # quicker
@@ -193,8 +193,8 @@ async def measure(
 
 
 async def fill_sentence_vectors(context: WacandaContext, kb_id: int) -> dict[str, Any]:
-    """Store the sentence vectors of the knowledge base's live chunks, as ingestion does for a
-    document's chunks (the filler chunks are written by COPY, past the ingestion job)."""
+    """Store the sentence vectors of the knowledge base's live chunks, as the preparation job after
+    ingestion does (the filler chunks are written by COPY, past both jobs)."""
     started = time.perf_counter()
     model = context.embedder.model_name
     async with transaction(context.sessionmaker) as session:
@@ -237,8 +237,9 @@ async def run_size(args: argparse.Namespace, url: str) -> tuple[dict[str, Any], 
         filled = await fill_sentence_vectors(context, kb.id)
         print("sentence vectors:", json.dumps(filled))
         sessions = messages(args.eval_dir)
-        # Ingestion stores every chunk's latent terms; the filler rows bypass it, so one untimed
-        # round stores those of the passages these messages reach (as a reply stores what it lacks).
+        # The preparation after ingestion stores every chunk's latent terms; the filler rows bypass
+        # it, so one untimed round stores those of the passages these messages reach (as a reply
+        # stores what it lacks).
         started = time.perf_counter()
         await measure(context, settings, sessions, 1, None)
         filled["latent_warmup_seconds"] = time.perf_counter() - started
@@ -276,9 +277,10 @@ def render(
         f"between runs). {size:,} live chunks in the knowledge base; every message goes through "
         "`answering.service.prepare`, the pipeline and `service.record` in one committed transaction, "
         "the question's embedding never cached. The answerer's sentence vectors of the chunks are in "
-        f"the store as ingestion leaves them ({filled['texts']:,} distinct sentence texts; "
+        "the store as the preparation after ingestion leaves them "
+        f"({filled['texts']:,} distinct sentence texts; "
         f"{filled['embedded']:,} embedded by this run, in {filled['seconds']:.0f} s), and so are the "
-        "latent terms of the passages the messages reach (ingestion stores every chunk's; the filler "
+        "latent terms of the passages the messages reach (the preparation stores every chunk's; the filler "
         "rows bypass it, so one untimed round of the messages stores them, "
         f'{filled.get("latent_warmup_seconds", 0):.0f} s); "cold" empties '
         'the process\'s own sentence cache before every message, "warm" keeps it. Every reply computes '

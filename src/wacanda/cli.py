@@ -186,6 +186,12 @@ async def _ingest(
                         context.sessionmaker, context.embedder, document.id, on_progress
                     )
                     document = processed or document
+                    if document.status == "ready" and document.is_current:
+                        # Searchable now; what replies read is stored before the command ends.
+                        progress.update(task, description=f"{path.name}: preparing answers", completed=0)
+                        await service.prepare_answers(
+                            context.sessionmaker, context.embedder, document.id, on_progress=on_progress
+                        )
                 row.update(
                     id=document.id,
                     version=document.version,

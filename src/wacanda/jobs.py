@@ -27,7 +27,7 @@ TASK_MODULES = ("wacanda.knowledge.tasks", "wacanda.bot.tasks")
 queue = procrastinate.App(connector=PsycopgConnector())
 
 _DEFER = text(
-    "SELECT unnest(wacanda.procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task_name, 0, :lock,"
+    "SELECT unnest(wacanda.procrastinate_defer_jobs_v1(ARRAY[ROW(:queue, :task_name, :priority, :lock,"
     " :queueing_lock, CAST(:args AS jsonb), NULL)::wacanda.procrastinate_job_to_defer_v1]))"
 )
 
@@ -47,10 +47,12 @@ async def defer(
     *,
     lock: str | None = None,
     queueing_lock: str | None = None,
+    priority: int = 0,
 ) -> int:
     """Queue ``task_name(**args)``, committed (or rolled back) with ``session``.
 
-    Jobs with the same ``lock`` run one at a time in the order they were deferred.
+    Jobs with the same ``lock`` run one at a time in the order they were deferred; a worker takes
+    the highest ``priority`` first (then the oldest).
     """
     result = await session.execute(
         _DEFER,
@@ -60,6 +62,7 @@ async def defer(
             "args": json.dumps(args),
             "lock": lock,
             "queueing_lock": queueing_lock,
+            "priority": priority,
         },
     )
     return int(result.scalar_one())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support import serve_in_thread
@@ -84,6 +85,25 @@ def wacanda_live(wacanda_db: str, data_root: Path, request: pytest.FixtureReques
 def wacanda(wacanda_live: WacandaServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
         yield http
+
+
+def wait_prepared(database_url: str, document_ids: list[int], timeout: float = 120) -> None:
+    """Wait until the answerer's preparation of these ready documents has run: their ingestion queued
+    it in the transaction that made them live, so once none of its jobs is left to do, it is done
+    (the worker deletes the jobs that succeed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with psycopg.connect(database_url) as conn:
+            pending = conn.execute(
+                "SELECT count(*) FROM wacanda.procrastinate_jobs WHERE task_name = 'wacanda.prepare_answers'"
+                " AND status IN ('todo', 'doing') AND (args->>'document_id')::bigint = ANY(%s)",
+                (document_ids,),
+            ).fetchone()
+        if pending == (0,):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the answers of documents {document_ids} are still being prepared")
+        time.sleep(0.1)
 
 
 def wait_processed(

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.wacanda.documents import docx_bytes, pdf_bytes
+from wacanda.answering.sentence_store import chunk_texts, text_hash
 
 WACANDA = Path(sys.executable).with_name("wacanda")
 ACCOUNT = "424242"
@@ -139,3 +141,33 @@ def test_bad_input_gets_a_clear_message_and_no_traceback(
 
 def test_an_emoji_only_query_finds_nothing(env: dict[str, str], ingested: dict[str, Any]) -> None:
     assert as_json(run(env, "search", "😀🙏", "--json")) == {"results": []}
+
+
+def test_ingest_prepares_what_replies_read_before_it_ends(
+    env: dict[str, str], ingested: dict[str, Any]
+) -> None:
+    """No worker runs beside the CLI: the sentence vectors and latent terms of every chunk it
+    ingested are stored by the time the command exits."""
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        chunks = conn.execute(
+            "SELECT e.heading_path, e.chunk_text FROM wacanda.document_embeddings e"
+            " JOIN wacanda.documents d ON d.id = e.document_id WHERE d.account_id = %s AND e.is_live",
+            (int(ACCOUNT),),
+        ).fetchall()
+        sentences = {text_hash(t) for t in chunk_texts((path, text) for path, text in chunks)}
+        passages = {text_hash(text) for _, text in chunks}
+        stored_sentences = {
+            bytes(row[0])
+            for row in conn.execute(
+                "SELECT text_hash FROM wacanda.sentence_vectors WHERE text_hash = ANY(%s)", (list(sentences),)
+            )
+        }
+        stored_passages = {
+            bytes(row[0])
+            for row in conn.execute(
+                "SELECT text_hash FROM wacanda.latent_terms WHERE text_hash = ANY(%s)", (list(passages),)
+            )
+        }
+    assert len(chunks) >= 4 and sentences
+    assert stored_sentences == sentences
+    assert stored_passages == passages

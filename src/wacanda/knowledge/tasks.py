@@ -1,13 +1,17 @@
 """Knowledge-base jobs, run by Wacanda's own worker: ingestion (one per uploaded document
-version) and re-embedding (one per change of a knowledge base's model)."""
+version), the answerer's preparation of a document that went live, and re-embedding (one per
+change of a knowledge base's model)."""
 
 from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from wacanda import jobs
 from wacanda.context import get_current
 from wacanda.db import transaction
 from wacanda.jobs import job
 from wacanda.knowledge import service
+from wacanda.knowledge.models import Document
 
 
 @job("wacanda.ingest_document")
@@ -18,7 +22,41 @@ async def ingest_document(document_id: int, account_id: int) -> None:
     parse fails again.
     """
     context = get_current()
-    await service.process_document(context.sessionmaker, context.embedder, document_id)
+
+    async def prepare_when_live(session: AsyncSession, document: Document) -> None:
+        await defer_preparation(session, document.id, account_id)
+
+    await service.process_document(
+        context.sessionmaker, context.embedder, document_id, on_live=prepare_when_live
+    )
+
+
+# Behind every upload and re-embedding: the document is already searchable, and a reply computes
+# what it lacks on its own.
+PREPARE_PRIORITY = -10
+PREPARE_BATCHES_PER_JOB = 8
+
+
+async def defer_preparation(session: AsyncSession, document_id: int, account_id: int) -> None:
+    await jobs.defer(
+        session,
+        "wacanda.prepare_answers",
+        {"document_id": document_id, "account_id": account_id},
+        priority=PREPARE_PRIORITY,
+    )
+
+
+@job("wacanda.prepare_answers")
+async def prepare_answers(document_id: int, account_id: int) -> None:
+    """Store what the answerer reads for a document that went live (sentence vectors, latent
+    terms), a slice of batches per job, the rest queued anew behind whatever arrived meanwhile."""
+    context = get_current()
+    run = await service.prepare_answers(
+        context.sessionmaker, context.embedder, document_id, max_batches=PREPARE_BATCHES_PER_JOB
+    )
+    if run.more:
+        async with transaction(context.sessionmaker) as session:
+            await defer_preparation(session, document_id, account_id)
 
 
 @job("wacanda.reembed")
