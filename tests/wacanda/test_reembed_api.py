@@ -92,6 +92,9 @@ def wait_reembedded(
     while True:
         state = http.get(model_url(kb_id), headers=headers).json()
         if state["reembedding"] is not None and state["reembedding"]["status"] != "running":
+            if state["reembedding"]["status"] == "completed":
+                # One snapshot: a finished re-embedding is never shown beside the model it replaced.
+                assert state["model"] == state["reembedding"]["model"], state
             return state  # type: ignore[no-any-return]
         if time.monotonic() > deadline:
             raise AssertionError(f"still re-embedding: {state}")

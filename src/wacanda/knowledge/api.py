@@ -189,8 +189,7 @@ async def list_knowledge_bases(account_id: CallerAccount, session: Session) -> K
     summary="A knowledge base's embedding model and the progress of its latest re-embedding",
 )
 async def get_embedding_model(account_id: CallerAccount, session: Session, kb_id: int) -> EmbeddingModelOut:
-    kb = await service.get_kb(session, account_id, kb_id)
-    return EmbeddingModelOut.of(kb, await service.latest_reembedding(session, kb.id))
+    return EmbeddingModelOut.of(*await service.model_state(session, account_id, kb_id))
 
 
 @router.post(
@@ -224,8 +223,7 @@ async def change_embedding_model(
         )
     else:
         response.status_code = 200
-    kb = await service.get_kb(session, account_id, kb_id)
-    return EmbeddingModelOut.of(kb, await service.latest_reembedding(session, kb.id))
+    return EmbeddingModelOut.of(*await service.model_state(session, account_id, kb_id))
 
 
 def _cursor(document_id: int) -> str:

@@ -786,6 +786,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"[:500] if message else type(exc).__name__
 
 
+async def model_state(
+    session: AsyncSession, account_id: int, kb_id: int
+) -> tuple[KnowledgeBase, Reembedding | None]:
+    """A knowledge base with its latest re-embedding, read in one statement: in two, a switch
+    committing between them paired the old model with the finished re-embedding."""
+    latest = (
+        select(func.max(Reembedding.id))
+        .where(Reembedding.knowledge_base_id == KnowledgeBase.id)
+        .correlate(KnowledgeBase)
+        .scalar_subquery()
+    )
+    row = (
+        await session.execute(
+            select(KnowledgeBase, Reembedding)
+            .outerjoin(Reembedding, Reembedding.id == latest)
+            .where(KnowledgeBase.id == kb_id, KnowledgeBase.account_id == account_id)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("knowledge base not found", field="knowledge_base_id")
+    return row[0], row[1]
+
+
 async def latest_reembedding(session: AsyncSession, kb_id: int) -> Reembedding | None:
     return (
         await session.execute(
