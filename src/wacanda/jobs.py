@@ -2,7 +2,8 @@
 
 Jobs are deferred through the caller's session (``defer``), so a job exists if and only if the
 document it processes was committed. Workers run in ``wacanda serve`` or ``wacanda worker``; the
-CLI's ``ingest`` processes inline and needs no worker.
+CLI's ``ingest`` processes inline and needs no worker. Every job is idempotent, so the jobs of a
+worker that died are simply run again (``retry_stalled``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import procrastinate
+import structlog
 from procrastinate.psycopg_connector import PsycopgConnector
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wacanda.db import JOBS_SEARCH_PATH, connect_args
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = structlog.get_logger(__name__)
 QUEUE = "wacanda"
 TASK_MODULES = ("wacanda.knowledge.tasks", "wacanda.bot.tasks")
 
@@ -38,6 +41,31 @@ def job(name: str, *, retry: int = 0) -> Callable[[F], F]:
         return func
 
     return register
+
+
+def periodic_job(name: str, *, cron: str) -> Callable[[F], F]:
+    """A job every worker schedules on ``cron``; it runs once per tick however many workers run."""
+
+    def register(func: F) -> F:
+        task = queue.task(name=name, queue=QUEUE, queueing_lock=name)(func)
+        queue.periodic(cron=cron, periodic_id=name)(task)
+        return func
+
+    return register
+
+
+#: A worker silent for this long is dead; its ``doing`` jobs are put back in the queue.
+STALLED_AFTER_SECONDS = 60
+
+
+@periodic_job("wacanda.retry_stalled", cron="*/5 * * * *")
+async def retry_stalled(timestamp: int) -> None:
+    """Jobs of a worker that died mid-run would stay ``doing`` forever (an ingestion, a slice of a
+    re-embedding or of an answer preparation); every job is idempotent, so they run again."""
+    manager = queue.job_manager
+    for stalled in await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS):
+        log.warning("wacanda.stalled_job_retried", job_id=stalled.id, task=stalled.task_name)
+        await manager.retry_job(stalled)
 
 
 async def defer(
