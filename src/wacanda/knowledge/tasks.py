@@ -34,7 +34,7 @@ async def ingest_document(document_id: int, account_id: int) -> None:
 # Behind every upload and re-embedding: the document is already searchable, and a reply computes
 # what it lacks on its own.
 PREPARE_PRIORITY = -10
-PREPARE_BATCHES_PER_JOB = 8
+PREPARE_BATCHES_PER_JOB = 2  # about 6 s of embedding: a reply or an upload waits at most that
 
 
 async def defer_preparation(session: AsyncSession, document_id: int, account_id: int) -> None:
