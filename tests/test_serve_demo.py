@@ -100,15 +100,21 @@ def running(pid: int) -> bool:
     return True
 
 
+def serving_with_wacanda(data_dir: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """``serve --demo`` once both WhatWut and its Wacanda answer ``/health``, with their URLs (a
+    server that never does is stopped by ``wait_healthy``)."""
+    port, wacanda_port = free_port(), free_port()
+    base, wacanda = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{wacanda_port}"
+    server = serve_demo(data_dir, port, wacanda_port)
+    wait_healthy(base, server)
+    wait_healthy(wacanda, server)
+    return server, base, wacanda
+
+
 def test_sigterm_stops_serve_wacanda_and_the_embedded_database(data_dir: Path) -> None:
     """A service manager stops ``whatwut serve`` with SIGTERM: nothing it started may outlive it."""
-    port, wacanda_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = serve_demo(data_dir, port, wacanda_port)
+    server, _base, wacanda = serving_with_wacanda(data_dir)
     try:
-        wait_healthy(base, server)
-        wacanda = f"http://127.0.0.1:{wacanda_port}"
-        wait_healthy(wacanda, server)
         database = postmaster_pid(data_dir)
         assert database is not None and running(database)
         server.send_signal(signal.SIGTERM)
@@ -137,12 +143,8 @@ def wacanda_child(server: subprocess.Popen[str]) -> int:
 
 
 def test_a_wacanda_that_dies_is_reported_while_whatwut_keeps_serving(data_dir: Path) -> None:
-    port, wacanda_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = serve_demo(data_dir, port, wacanda_port)
+    server, base, _wacanda = serving_with_wacanda(data_dir)
     try:
-        wait_healthy(base, server)
-        wait_healthy(f"http://127.0.0.1:{wacanda_port}", server)
         os.kill(wacanda_child(server), signal.SIGKILL)
         time.sleep(1)
         assert httpx.get(f"{base}/health").status_code == 200, "WhatWut itself keeps serving"

@@ -87,6 +87,17 @@ def wacanda(wacanda_live: WacandaServer) -> Iterator[httpx.Client]:
         yield http
 
 
+def live_chunks(database_url: str, document_id: int) -> list[tuple[list[str], str]]:
+    """The (heading path, text) of a document's live chunks, in order."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT heading_path, chunk_text FROM wacanda.document_embeddings"
+            " WHERE document_id = %s AND is_live ORDER BY chunk_index",
+            (document_id,),
+        ).fetchall()
+    return [(path, text) for path, text in rows]
+
+
 def wait_prepared(database_url: str, document_ids: list[int], timeout: float = 120) -> None:
     """Wait until the answerer's preparation of these ready documents has run: their ingestion queued
     it in the transaction that made them live, so once none of its jobs is left to do, it is done

@@ -10,7 +10,7 @@ import httpx
 import psycopg
 
 from tests.fake_openai import serve_fake_openai
-from tests.wacanda.conftest import WacandaServer
+from tests.wacanda.conftest import WacandaServer, live_chunks
 from tests.wacanda.test_knowledge_api import new_account
 from tests.wacanda.test_sentence_vectors import RETURNS, ROAMING, ask, load
 from wacanda.answering import extractive
@@ -25,12 +25,9 @@ from wacanda.knowledge.embeddings import (
 
 
 def chunk_texts(database_url: str, document_id: int) -> list[str]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT chunk_text FROM wacanda.document_embeddings WHERE document_id = %s", (document_id,)
-        ).fetchall()
-    assert rows
-    return [text for (text,) in rows]
+    chunks = live_chunks(database_url, document_id)
+    assert chunks
+    return [text for _, text in chunks]
 
 
 def stored_hashes(database_url: str, texts: list[str]) -> set[bytes]:

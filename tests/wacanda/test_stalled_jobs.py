@@ -11,9 +11,10 @@ import httpx
 import psycopg
 from procrastinate.psycopg_connector import PsycopgConnector
 
-from tests.wacanda.conftest import WacandaServer, wait_prepared
+from tests.wacanda.conftest import WacandaServer, live_chunks, wait_prepared
 from tests.wacanda.test_knowledge_api import new_account
-from tests.wacanda.test_prepare_answers import live_chunks, stored_latents, topics_document
+from tests.wacanda.test_latent_terms import stored_hashes
+from tests.wacanda.test_prepare_answers import topics_document
 from tests.wacanda.test_sentence_vectors import load
 from wacanda import jobs
 from wacanda.answering.sentence_store import text_hash
@@ -54,9 +55,9 @@ def test_the_job_of_a_dead_worker_runs_again(wacanda: httpx.Client, wacanda_live
             " VALUES ('wacanda', 'wacanda.prepare_answers', %s, 'doing', %s)",
             (args, dead),
         )
-    assert stored_latents(wacanda_live.database_url, passages) == set()
+    assert stored_hashes(wacanda_live.database_url, passages) == set()
 
     retry_stalled_once(wacanda_live.database_url)
 
     wait_prepared(wacanda_live.database_url, [document_id])
-    assert stored_latents(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
+    assert stored_hashes(wacanda_live.database_url, passages) == {text_hash(t) for t in passages}
