@@ -118,7 +118,10 @@ def create_app(settings: Settings | None = None, *, context: WacandaContext | No
             await _requeue_stale(ctx)
             worker = asyncio.create_task(
                 jobs.run_worker(
-                    ctx.database_url, concurrency=settings.worker_concurrency, install_signal_handlers=False
+                    ctx.database_url,
+                    concurrency=settings.worker_concurrency,
+                    reply_concurrency=settings.reply_concurrency,
+                    install_signal_handlers=False,
                 ),
                 name="wacanda-worker",
             )

@@ -377,8 +377,16 @@ def serve(
 
 
 @cli.command()
-def worker(concurrency: Annotated[int, typer.Option(min=1)] = 1) -> None:
-    """Run ingestion jobs (for deployments that serve with WACANDA_RUN_WORKER=false)."""
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Knowledge-base jobs at a time [WACANDA_WORKER_CONCURRENCY]")
+    ] = None,
+    reply_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Customers' messages at a time [WACANDA_REPLY_CONCURRENCY]")
+    ] = None,
+) -> None:
+    """Run Wacanda's jobs (for deployments that serve with WACANDA_RUN_WORKER=false): ingestion,
+    answer preparation and re-embedding, and on workers of their own, customers' replies."""
     from wacanda import jobs
     from wacanda.context import WacandaContext, set_current
 
@@ -389,7 +397,12 @@ def worker(concurrency: Annotated[int, typer.Option(min=1)] = 1) -> None:
             context = WacandaContext.create(settings, database_url=url)
             set_current(context)
             try:
-                await jobs.run_worker(url, concurrency=concurrency, install_signal_handlers=True)
+                await jobs.run_worker(
+                    url,
+                    concurrency=concurrency or settings.worker_concurrency,
+                    reply_concurrency=reply_concurrency or settings.reply_concurrency,
+                    install_signal_handlers=True,
+                )
             finally:
                 await context.close()
 

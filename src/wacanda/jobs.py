@@ -4,12 +4,18 @@ Jobs are deferred through the caller's session (``defer``), so a job exists if a
 document it processes was committed. Workers run in ``wacanda serve`` or ``wacanda worker``; the
 CLI's ``ingest`` processes inline and needs no worker. Every job is idempotent, so the jobs of a
 worker that died are simply run again (``retry_stalled``).
+
+Customers' replies have a queue of their own with its own workers (``REPLIES_QUEUE``): a reply
+never waits behind an upload's ingestion, a re-embedding or an answer preparation, which can each
+take minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,7 +30,8 @@ from wacanda.db import JOBS_SEARCH_PATH, connect_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger(__name__)
-QUEUE = "wacanda"
+QUEUE = "wacanda"  # knowledge-base work: ingestion, preparation, re-embedding, upkeep
+REPLIES_QUEUE = "wacanda_replies"  # answering customers' messages
 TASK_MODULES = ("wacanda.knowledge.tasks", "wacanda.bot.tasks")
 
 queue = procrastinate.App(connector=PsycopgConnector())
@@ -76,8 +83,9 @@ async def defer(
     lock: str | None = None,
     queueing_lock: str | None = None,
     priority: int = 0,
+    queue_name: str = QUEUE,
 ) -> int:
-    """Queue ``task_name(**args)``, committed (or rolled back) with ``session``.
+    """Queue ``task_name(**args)`` on ``queue_name``, committed (or rolled back) with ``session``.
 
     Jobs with the same ``lock`` run one at a time in the order they were deferred; a worker takes
     the highest ``priority`` first (then the oldest).
@@ -85,7 +93,7 @@ async def defer(
     result = await session.execute(
         _DEFER,
         {
-            "queue": QUEUE,
+            "queue": queue_name,
             "task_name": task_name,
             "args": json.dumps(args),
             "lock": lock,
@@ -96,8 +104,15 @@ async def defer(
     return int(result.scalar_one())
 
 
-async def run_worker(database_url: str, *, concurrency: int, install_signal_handlers: bool) -> None:
-    """Run Wacanda's jobs until cancelled; the caller has set the current ``WacandaContext``."""
+async def run_worker(
+    database_url: str, *, concurrency: int, reply_concurrency: int, install_signal_handlers: bool
+) -> None:
+    """Run Wacanda's jobs until cancelled (or, with ``install_signal_handlers``, until SIGINT or
+    SIGTERM); the caller has set the current ``WacandaContext``.
+
+    Two workers share one pool: ``concurrency`` slots for the knowledge-base queue and
+    ``reply_concurrency`` for the replies queue, so a reply is taken as soon as it arrives.
+    """
     import importlib
 
     for module in TASK_MODULES:
@@ -105,17 +120,50 @@ async def run_worker(database_url: str, *, concurrency: int, install_signal_hand
     connector = PsycopgConnector(
         conninfo=database_url,
         min_size=1,
-        max_size=concurrency + 2,
+        max_size=concurrency + reply_concurrency + 2,
         kwargs=connect_args("wacanda-worker", JOBS_SEARCH_PATH),
     )
+    name = f"wacanda:{socket.gethostname()}:{os.getpid()}"
     with queue.replace_connector(connector):
         async with queue.open_async():
-            await queue.run_worker_async(
-                queues=[QUEUE],
-                concurrency=concurrency,
-                name=f"wacanda:{socket.gethostname()}:{os.getpid()}",
-                install_signal_handlers=install_signal_handlers,
-                fetch_job_polling_interval=5.0,
-                listen_notify=True,
-                delete_jobs="successful",
-            )
+            workers = [
+                asyncio.create_task(_work(name, QUEUE, concurrency)),
+                asyncio.create_task(_work(f"{name}:replies", REPLIES_QUEUE, reply_concurrency)),
+            ]
+
+            stopping = False
+
+            def stop() -> None:
+                # Once only: procrastinate stops gracefully on the first cancel (running jobs
+                # finish), a second one would cut that short.
+                nonlocal stopping
+                if not stopping:
+                    stopping = True
+                    for worker in workers:
+                        worker.cancel()
+
+            if install_signal_handlers:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop)
+            try:
+                await asyncio.gather(*workers)
+            except asyncio.CancelledError:
+                # gather gives up as soon as one worker ends; the pool must outlive both.
+                stop()
+                await asyncio.wait(workers)
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # cancelled by our caller, not stopped by a signal
+
+
+async def _work(name: str, queue_name: str, concurrency: int) -> None:
+    await queue.run_worker_async(
+        queues=[queue_name],
+        concurrency=concurrency,
+        name=name,
+        install_signal_handlers=False,
+        fetch_job_polling_interval=5.0,
+        listen_notify=True,
+        delete_jobs="successful",
+    )

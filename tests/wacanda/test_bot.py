@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conversation_support import (
@@ -289,3 +290,52 @@ def test_two_quick_messages_are_answered_in_order_and_nothing_after_a_handoff(
     replies = bot_messages(client, shop, handed)
     # Only the note that goes with the handoff; the message after it is left to the person.
     assert [r["content_attributes"]["answers_message_id"] for r in replies] == [asks], replies
+
+
+def ingestion_job_status(database_url: str, document_id: int) -> str | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT status::text FROM wacanda.procrastinate_jobs"
+            " WHERE task_name = 'wacanda.ingest_document' AND (args->>'document_id')::bigint = %s",
+            (document_id,),
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_customer_is_answered_while_an_upload_is_still_being_ingested(
+    live: LiveServer, client: httpx.Client, db_conn: Db, shop: Shop, wacanda_live: WacandaServer
+) -> None:
+    """Replies have workers of their own: with the knowledge-base worker held by an ingestion (its
+    document row locked here, so the job waits in the database), a customer is still answered."""
+    catalogue = "\n\n".join(
+        f"## Accessory {n}\n\nThe accessory number {n} ships in a box of {n % 7 + 2} pieces."
+        for n in range(40)
+    ).encode()
+    headers = wacanda_live.headers(shop.admin.account_id)
+    with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
+        upload = http.post(
+            "/functions/v1/document-embed",
+            headers=headers,
+            files=[("files", ("catalogue.md", catalogue, "text/markdown"))],
+            data={"knowledge_base": "help"},
+        )
+        assert upload.status_code == 202, upload.text
+        document_id = upload.json()["documents"][0]["id"]
+        with psycopg.connect(wacanda_live.database_url) as holder:
+            holder.execute("SELECT 1 FROM wacanda.documents WHERE id = %s FOR UPDATE", (document_id,))
+            wait_until(lambda: ingestion_job_status(wacanda_live.database_url, document_id) == "doing", 30)
+
+            contact_inbox = new_customer(db_conn, shop)
+            message_id = receive(
+                live, shop.admin.account_id, shop.inbox_id, contact_inbox, "How long do refunds take?"
+            )
+            assert message_id is not None
+            conversation_id = conversation_with(client, shop, message_id)["id"]
+            (answer,) = wait_until(lambda: bot_messages(client, shop, conversation_id), 60)
+            assert "5 business days" in answer["content"]
+            # The ingestion is still where the lock holds it: the answer did not wait for it.
+            assert ingestion_job_status(wacanda_live.database_url, document_id) == "doing"
+            status = http.get(f"/functions/v1/document-status/{document_id}", headers=headers).json()
+            assert status["status"] == "processing"
+            holder.rollback()
+        assert wait_processed(http, headers, document_id)["status"] == "ready"

@@ -22,7 +22,7 @@ from wacanda.bot.credentials import credentials_for
 from wacanda.context import get_current
 from wacanda.db import transaction
 from wacanda.errors import InvalidInput, NotAuthenticated
-from wacanda.jobs import defer
+from wacanda.jobs import REPLIES_QUEUE, defer
 
 router = APIRouter(tags=["whatwut bot"])
 log = structlog.get_logger(__name__)
@@ -98,6 +98,7 @@ async def whatwut_webhook(request: Request) -> JSONResponse:
                 args,
                 lock=f"whatwut.conversation:{args['conversation_id']}",
                 queueing_lock=f"whatwut.event:{event_id}" if event_id else None,
+                queue_name=REPLIES_QUEUE,
             )
     except IntegrityError:
         return JSONResponse({"status": "duplicate", "event_id": event_id}, status_code=202)

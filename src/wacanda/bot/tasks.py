@@ -21,7 +21,7 @@ from wacanda.bot.api import ANSWER_JOB
 from wacanda.bot.credentials import credentials_for
 from wacanda.context import get_current
 from wacanda.db import transaction
-from wacanda.jobs import QUEUE, queue
+from wacanda.jobs import REPLIES_QUEUE, queue
 from wacanda.whatwut_client import HandledByPeople, WhatWutClient, WhatWutError
 
 log = structlog.get_logger(__name__)
@@ -66,7 +66,7 @@ async def _patiently(call: Callable[[], Awaitable[T]]) -> T:
 
 @queue.task(
     name=ANSWER_JOB,
-    queue=QUEUE,
+    queue=REPLIES_QUEUE,
     retry=procrastinate.RetryStrategy(max_attempts=MAX_ATTEMPTS, exponential_wait=1),
     pass_context=True,
 )
