@@ -139,7 +139,7 @@ def test_words_of_the_questions_form_are_not_its_topic() -> None:
 
 def test_the_confidence_grows_with_the_evidence() -> None:
     weak = dict.fromkeys(extractive.FEATURES, 0.0) | {"semantic": 0.8}
-    strong = weak | {"semantic": 0.93, "coverage_same_language": 1.0, "docs_agree": 1.0}
+    strong = weak | {"semantic": 0.93, "topic_coverage": 1.0, "docs_agree": 1.0}
     assert 0.0 <= extractive.confidence_from(weak) < 0.5 < extractive.confidence_from(strong) <= 1.0
 
 
@@ -150,3 +150,25 @@ def test_sentence_vectors_are_shared_between_requests(retriever: InMemoryRetriev
     assert cached > 0
     ask(retriever, "How long do refunds take?")  # a new pipeline, as every request builds one
     assert len(extractive.sentence_vectors) == cached
+
+
+@pytest.mark.parametrize(
+    ("question", "language"),
+    [
+        ("¿Puedo pagar la factura en efectivo en la tienda?", "es"),
+        ("Posso pagar a fatura em dinheiro na loja?", "pt"),
+    ],
+)
+def test_a_question_in_another_language_than_the_documents_is_matched_through_the_glossary(
+    retriever: InMemoryRetriever, question: str, language: str
+) -> None:
+    """English pages share no words with the question; the glossary's equivalents ("efectivo" and
+    "dinheiro" for "cash", "factura" and "fatura" for "bill") count as its topic found."""
+    passages = retriever.search(question, limit=5)
+    result = extractive.ExtractiveAnswerer(retriever.embedder).answer(question, passages, language)
+    assert result.features["other_language"] == 1.0
+    assert result.features["topic_coverage"] >= 0.75, result.features
+    assert result.text is not None and "cash" in result.text
+    assert {c.document for c in result.citations} == {"stores.md"}
+    reply = ask(retriever, question)
+    assert reply.answer is not None and "cash" in reply.answer and not reply.handoff.needed
