@@ -147,14 +147,15 @@ async def run_worker(
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.add_signal_handler(signum, stop)
             try:
-                await asyncio.gather(*workers)
-            except asyncio.CancelledError:
-                # gather gives up as soon as one worker ends; the pool must outlive both.
+                await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                # A signal, a worker that crashed or our caller's cancel: stop the other too,
+                # and keep the pool open until both are done (``gather`` would not wait).
                 stop()
                 await asyncio.wait(workers)
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # cancelled by our caller, not stopped by a signal
+            for worker in workers:
+                if not worker.cancelled() and (error := worker.exception()) is not None:
+                    raise error
 
 
 async def _work(name: str, queue_name: str, concurrency: int) -> None:

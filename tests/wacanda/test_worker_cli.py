@@ -10,6 +10,8 @@ import random
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -89,3 +91,37 @@ def test_the_worker_process_ingests_answers_and_stops_on_sigterm(
     (handoff,) = [body for m, p, body in calls if m == "PUT" and p.endswith(f"/{conversation_id}/status")]
     assert handoff["reason"] == "human_request" and handoff["status"] == "open"
     assert jobs_by_queue(wacanda_db, "doing") == {}  # none left behind half-run
+
+
+def test_a_server_that_stops_lets_its_running_job_finish(wacanda_db: str, data_root: Path) -> None:
+    """Stopping ``wacanda serve`` (the app's lifespan) stops its workers gracefully: an ingestion
+    running at that moment completes and is recorded, not left ``doing`` for the stalled-job retry."""
+    data_dir = data_root / "wacanda-worker-stop"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    account_id = random.randint(10_000, 2**40)
+    catalogue = "\n\n".join(f"## Part {n}\n\nPart {n} comes in a box of {n % 5 + 2}." for n in range(30))
+    with psycopg.connect(wacanda_db) as holder:
+        with serve_wacanda_app(wacanda_settings(wacanda_db, data_dir), wacanda_db) as server:
+            headers = WacandaServer.headers(server, account_id)
+            upload = httpx.post(
+                f"{server.url}/functions/v1/document-embed",
+                headers=headers,
+                files=[("files", ("parts.md", catalogue.encode(), "text/markdown"))],
+                data={"knowledge_base": "help"},
+                timeout=60,
+            )
+            assert upload.status_code == 202, upload.text
+            document_id = upload.json()["documents"][0]["id"]
+            holder.execute("SELECT 1 FROM wacanda.documents WHERE id = %s FOR UPDATE", (document_id,))
+            deadline = time.monotonic() + 30
+            while jobs_by_queue(wacanda_db, "doing").get("wacanda") != 1:
+                assert time.monotonic() < deadline, "the ingestion never started"
+                time.sleep(0.1)
+            # The lock goes a moment after the server starts stopping, so the job is mid-run then.
+            threading.Timer(1.0, holder.rollback).start()
+        with psycopg.connect(wacanda_db) as conn:
+            status = conn.execute(
+                "SELECT status FROM wacanda.documents WHERE id = %s", (document_id,)
+            ).fetchone()
+    assert status == ("ready",)
+    assert jobs_by_queue(wacanda_db, "doing") == {}
