@@ -67,6 +67,27 @@ def test_migrate_rejects_a_url_that_is_not_postgresql(tmp_path: Path) -> None:
     assert "postgresql://" in output(result)
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("WHATWUT_RUN_WORKER", "sometimes", "serve"),
+        ("WHATWUT_WORKER_CONCURRENCY", "0", "worker"),
+        ("WHATSAPP_SEND_MAX_ATTEMPTS", "many", "migrate"),
+    ],
+)
+def test_a_bad_setting_is_named_with_exit_2_and_no_traceback(
+    tmp_path: Path, variable: str, value: str, command: str
+) -> None:
+    env = {**os.environ, "WHATWUT_DATA_DIR": str(tmp_path), "COLUMNS": "200", variable: value}
+    result = subprocess.run(
+        [WHATWUT, command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, text
+    assert f"invalid configuration: {variable}={value!r}" in text and "Traceback" not in text
+    assert not (tmp_path / "server").exists()  # stopped before anything started
+
+
 def test_create_admin_creates_the_account_then_joins_it(
     database_url: str, db_conn: psycopg.Connection[Any], tmp_path: Path
 ) -> None:

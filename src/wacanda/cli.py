@@ -18,6 +18,8 @@ from types import FrameType
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -33,6 +35,21 @@ SUPPORTED = {".pdf", ".docx", ".html", ".htm", ".xhtml", ".md", ".markdown", ".t
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code=code)
+
+
+@cli.callback()
+def _check_configuration() -> None:
+    # Every command reads the settings: a bad environment variable is named here, not in a
+    # traceback from whichever command met it first.
+    try:
+        get_settings()
+    except ValidationError as exc:
+        _fail("invalid configuration: " + "; ".join(_problem(error) for error in exc.errors()))
+
+
+def _problem(error: ErrorDetails) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    return f"{name}={error['input']!r}: {error['msg']}"
 
 
 def _exit_cleanly_on_sigterm() -> None:

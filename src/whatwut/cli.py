@@ -8,6 +8,8 @@ from types import FrameType
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from rich.console import Console
 
 from whatwut.settings import Settings, get_settings
@@ -19,6 +21,21 @@ console = Console(stderr=True)
 def _fail(message: str) -> None:
     console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code=2)
+
+
+@cli.callback()
+def _check_configuration() -> None:
+    # Every command reads the settings: a bad environment variable is named here, not in a
+    # traceback from whichever command met it first.
+    try:
+        get_settings()
+    except ValidationError as exc:
+        _fail("invalid configuration: " + "; ".join(_problem(error) for error in exc.errors()))
+
+
+def _problem(error: ErrorDetails) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    return f"{name}={error['input']!r}: {error['msg']}"
 
 
 def _exit_cleanly_on_sigterm() -> None:

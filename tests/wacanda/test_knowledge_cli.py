@@ -171,3 +171,20 @@ def test_ingest_prepares_what_replies_read_before_it_ends(
     assert len(chunks) >= 4 and sentences
     assert stored_sentences == sentences
     assert stored_passages == passages
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("WACANDA_REPLY_CONCURRENCY", "0", "worker"),
+        ("WACANDA_PORT", "http", "serve"),
+        ("WACANDA_RERANK_TIMEOUT", "0", "search"),
+    ],
+)
+def test_a_bad_setting_is_named_with_exit_2_and_no_traceback(
+    env: dict[str, str], variable: str, value: str, command: str
+) -> None:
+    result = run({**env, variable: value}, command, *(["refunds"] if command == "search" else []))
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, text
+    assert f"invalid configuration: {variable}={value!r}" in text and "Traceback" not in text
