@@ -324,6 +324,11 @@ def test_a_customer_is_answered_while_an_upload_is_still_being_ingested(
         with psycopg.connect(wacanda_live.database_url) as holder:
             holder.execute("SELECT 1 FROM wacanda.documents WHERE id = %s FOR UPDATE", (document_id,))
             wait_until(lambda: ingestion_job_status(wacanda_live.database_url, document_id) == "doing", 30)
+            # Operators see it in the agent's status, per queue (other accounts' jobs are not counted).
+            jobs = http.get("/functions/v1/agent-status", headers=headers).json()["jobs"]
+            assert jobs["knowledge_base"]["running"] == 1 and jobs["replies"] == {"waiting": 0, "running": 0}
+            other = http.get("/functions/v1/agent-status", headers=wacanda_live.headers(10**12)).json()
+            assert other["jobs"]["knowledge_base"] == {"waiting": 0, "running": 0}
 
             contact_inbox = new_customer(db_conn, shop)
             message_id = receive(

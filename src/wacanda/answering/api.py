@@ -121,7 +121,10 @@ async def _stream(
     yield {"event": "reply", "data": json.dumps(_out(reply, chat_id, message_id), ensure_ascii=False)}
 
 
-@router.get("/agent-status", summary="The agent's configuration, model and activity counts")
+@router.get(
+    "/agent-status",
+    summary="The agent's configuration, model, activity counts and jobs waiting / running per queue",
+)
 async def agent_status(request: Request, account_id: CallerAccount, session: Session) -> dict[str, Any]:
     return await service.status(session, context_of(request).settings, account_id)
 

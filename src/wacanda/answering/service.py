@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from wacanda.answering.config import RAGConfig
@@ -22,6 +22,7 @@ from wacanda.answering.pipeline import AnsweringPipeline, clean_message
 from wacanda.answering.sentence_store import SentenceStore
 from wacanda.answering.types import Reply
 from wacanda.errors import InvalidInput, NotFound
+from wacanda.jobs import QUEUE, REPLIES_QUEUE
 from wacanda.knowledge import search as kb_search
 from wacanda.knowledge.embeddings import Embedder
 from wacanda.knowledge.models import KnowledgeBase
@@ -206,6 +207,7 @@ async def status(session: AsyncSession, settings: Settings, account_id: int) -> 
     ).one()
     llm = llm_for(settings)
     return {
+        "jobs": await job_counts(session, account_id),
         "mode": "llm" if llm is not None else "extractive",
         "model": config.model if llm is not None else "extractive",
         "config": config.model_dump(mode="json"),
@@ -214,6 +216,26 @@ async def status(session: AsyncSession, settings: Settings, account_id: int) -> 
         "handoffs": int(counts[1] or 0),
         "average_confidence": round(float(counts[2]), 3) if counts[2] is not None else None,
     }
+
+
+_JOB_COUNTS = text(
+    "SELECT queue_name, count(*) FILTER (WHERE status = 'todo'), count(*) FILTER (WHERE status = 'doing')"
+    " FROM wacanda.procrastinate_jobs"
+    " WHERE status IN ('todo', 'doing') AND (args->>'account_id')::bigint = :account_id"
+    " GROUP BY queue_name"
+)
+
+
+async def job_counts(session: AsyncSession, account_id: int) -> dict[str, dict[str, int]]:
+    """The account's jobs waiting and running, per queue: customers' replies, and the knowledge
+    base's ingestion, preparation and re-embedding (a growing backlog is what an operator needs
+    to see)."""
+    counts = {queue: {"waiting": 0, "running": 0} for queue in ("replies", "knowledge_base")}
+    names = {REPLIES_QUEUE: "replies", QUEUE: "knowledge_base"}
+    for queue_name, waiting, running in await session.execute(_JOB_COUNTS, {"account_id": account_id}):
+        if queue_name in names:
+            counts[names[queue_name]] = {"waiting": int(waiting), "running": int(running)}
+    return counts
 
 
 def invalid_config(error: ValidationError) -> InvalidInput:
