@@ -117,6 +117,20 @@ def wait_prepared(database_url: str, document_ids: list[int], timeout: float = 1
         time.sleep(0.1)
 
 
+def upload(
+    client: httpx.Client, headers: dict[str, str], name: str, data: bytes, *, knowledge_base: str = "help"
+) -> int:
+    """Upload one Markdown file through ``document-embed`` (202 asserted); its document's id."""
+    response = client.post(
+        "/functions/v1/document-embed",
+        headers=headers,
+        files=[("files", (name, data, "text/markdown"))],
+        data={"knowledge_base": knowledge_base},
+    )
+    assert response.status_code == 202, response.text
+    return int(response.json()["documents"][0]["id"])
+
+
 def wait_processed(
     client: httpx.Client, headers: dict[str, str], document_id: int, timeout: float = 90
 ) -> dict:  # type: ignore[type-arg]

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.wacanda.conftest import WacandaServer, wait_processed
+from tests.wacanda.conftest import WacandaServer, upload, wait_processed
 from wacanda.answering.config import DEFAULT_PERSONA
 
 RETURNS = (
@@ -27,14 +27,7 @@ def account(wacanda_live: WacandaServer) -> tuple[int, dict[str, str]]:
     account_id = random.randint(10_000, 2**40)
     headers = wacanda_live.headers(account_id)
     with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
-        response = http.post(
-            "/functions/v1/document-embed",
-            headers=headers,
-            files=[("files", ("returns.md", RETURNS, "text/markdown"))],
-            data={"knowledge_base": "help"},
-        )
-        assert response.status_code == 202, response.text
-        document_id = response.json()["documents"][0]["id"]
+        document_id = upload(http, headers, "returns.md", RETURNS)
         assert wait_processed(http, headers, document_id)["status"] == "ready"
     return account_id, headers
 

@@ -25,7 +25,7 @@ from tests.conversation_support import (
     set_members,
 )
 from tests.support import Actor, LiveServer, add_user, new_account
-from tests.wacanda.conftest import WacandaServer, wait_processed
+from tests.wacanda.conftest import WacandaServer, upload, wait_processed
 from wacanda.bot.api import ANSWER_JOB
 from whatwut.bots.signing import sign
 
@@ -79,14 +79,9 @@ def shop(live: LiveServer, wacanda_live: WacandaServer, db_conn: Db, data_root: 
     register(data_root, live, agent)
     with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
         headers = wacanda_live.headers(admin.account_id)
-        upload = http.post(
-            "/functions/v1/document-embed",
-            headers=headers,
-            files=[("files", ("returns.md", RETURNS, "text/markdown"))],
-            data={"knowledge_base": "help"},
+        assert (
+            wait_processed(http, headers, upload(http, headers, "returns.md", RETURNS))["status"] == "ready"
         )
-        assert upload.status_code == 202, upload.text
-        assert wait_processed(http, headers, upload.json()["documents"][0]["id"])["status"] == "ready"
     return Shop(admin, human, inbox_id, agent)
 
 
@@ -313,14 +308,7 @@ def test_a_customer_is_answered_while_an_upload_is_still_being_ingested(
     ).encode()
     headers = wacanda_live.headers(shop.admin.account_id)
     with httpx.Client(base_url=wacanda_live.url, timeout=60) as http:
-        upload = http.post(
-            "/functions/v1/document-embed",
-            headers=headers,
-            files=[("files", ("catalogue.md", catalogue, "text/markdown"))],
-            data={"knowledge_base": "help"},
-        )
-        assert upload.status_code == 202, upload.text
-        document_id = upload.json()["documents"][0]["id"]
+        document_id = upload(http, headers, "catalogue.md", catalogue)
         with psycopg.connect(wacanda_live.database_url) as holder:
             holder.execute("SELECT 1 FROM wacanda.documents WHERE id = %s FOR UPDATE", (document_id,))
             wait_until(lambda: ingestion_job_status(wacanda_live.database_url, document_id) == "doing", 30)

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from tests.wacanda.conftest import WacandaServer, serve_wacanda_app, wacanda_settings, wait_processed
+from tests.wacanda.conftest import serve_wacanda_app, upload, wacanda_settings, wait_processed
 from tests.wacanda.test_bot_retries import AGENT_ID, SECRET, ScriptedWhatWut, deliver, whatwut
 
 __all__ = ["whatwut"]  # the scripted WhatWut fixture, shared with the bot retry tests
@@ -50,20 +50,10 @@ def test_the_worker_process_ingests_answers_and_stops_on_sigterm(
         serve_wacanda_app(settings, wacanda_db) as server,
         httpx.Client(base_url=server.url, timeout=60) as http,
     ):
-        headers = WacandaServer.headers(server, account_id)
-        upload = http.post(
-            "/functions/v1/document-embed",
-            headers=headers,
-            files=[
-                (
-                    "files",
-                    ("returns.md", b"# Returns\n\nYou have 14 days to return a phone.\n", "text/markdown"),
-                )
-            ],
-            data={"knowledge_base": "help"},
+        headers = server.headers(account_id)
+        document_id = upload(
+            http, headers, "returns.md", b"# Returns\n\nYou have 14 days to return a phone.\n"
         )
-        assert upload.status_code == 202, upload.text
-        document_id = upload.json()["documents"][0]["id"]
         delivered = deliver(server, account_id, conversation_id, 7, "I want to talk to a human", "evt-cli")
         assert delivered.status_code == 202, delivered.text
         # Nothing runs them yet: the server has no worker.
@@ -102,16 +92,9 @@ def test_a_server_that_stops_lets_its_running_job_finish(wacanda_db: str, data_r
     catalogue = "\n\n".join(f"## Part {n}\n\nPart {n} comes in a box of {n % 5 + 2}." for n in range(30))
     with psycopg.connect(wacanda_db) as holder:
         with serve_wacanda_app(wacanda_settings(wacanda_db, data_dir), wacanda_db) as server:
-            headers = WacandaServer.headers(server, account_id)
-            upload = httpx.post(
-                f"{server.url}/functions/v1/document-embed",
-                headers=headers,
-                files=[("files", ("parts.md", catalogue.encode(), "text/markdown"))],
-                data={"knowledge_base": "help"},
-                timeout=60,
-            )
-            assert upload.status_code == 202, upload.text
-            document_id = upload.json()["documents"][0]["id"]
+            headers = server.headers(account_id)
+            with httpx.Client(base_url=server.url, timeout=60) as http:
+                document_id = upload(http, headers, "parts.md", catalogue.encode())
             holder.execute("SELECT 1 FROM wacanda.documents WHERE id = %s FOR UPDATE", (document_id,))
             deadline = time.monotonic() + 30
             while jobs_by_queue(wacanda_db, "doing").get("wacanda") != 1:
