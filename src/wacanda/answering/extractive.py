@@ -207,15 +207,16 @@ class ExtractiveAnswerer:
         if not passages:
             return ExtractiveAnswer(None, [], 0.0, dict.fromkeys(FEATURES, 0.0))
         considered = list(passages[:PASSAGES_CONSIDERED])
+        # Whether each passage is in another language than the question: read by the sentence
+        # picker, the lead-in and the confidence, so guessed once.
+        foreign = [passage_language(p) != language for p in passages]
         new_vectors: dict[str, Vectors] = {}
-        scored = self._score_sentences(
-            question, considered, language, query_vector, stored or {}, new_vectors
-        )
+        scored = self._score_sentences(question, considered, foreign, query_vector, stored or {}, new_vectors)
         if not scored:
             return ExtractiveAnswer(None, [], 0.0, dict.fromkeys(FEATURES, 0.0))
         chosen = self._choose(scored, considered)
-        text, citations, cited = self._compose(chosen, considered, language)
-        features = self._features(question, passages, scored, chosen, language)
+        text, citations, cited = self._compose(chosen, considered, language, foreign)
+        features = self._features(question, passages, scored, chosen, foreign)
         new_latents: dict[str, LatentTerms] = {}
         overlap = self._latent_overlap(question, passages[0].text, latents or {}, new_latents)
         if overlap is not None:
@@ -248,14 +249,13 @@ class ExtractiveAnswerer:
         self,
         question: str,
         passages: Sequence[Passage],
-        language: str,
+        foreign: Sequence[bool],
         query: Vectors | None,
         stored: Mapping[str, Vectors],
         new_vectors: dict[str, Vectors],
     ) -> list[ScoredSentence]:
         question_terms = set(content_terms(question))
         translated = QuestionTerms(question)
-        foreign = [passage_language(p) != language for p in passages]
         asks_quantity = bool(set(words(question)) & QUANTITY_WORDS)
         candidates: list[tuple[int, int, str, str]] = []  # passage, position, sentence, embedded text
         for p_index, passage in enumerate(passages):
@@ -345,7 +345,11 @@ class ExtractiveAnswerer:
     # -- the reply ------------------------------------------------------------------------------
 
     def _compose(
-        self, chosen: list[ScoredSentence], passages: Sequence[Passage], language: str
+        self,
+        chosen: list[ScoredSentence],
+        passages: Sequence[Passage],
+        language: str,
+        foreign: Sequence[bool],
     ) -> tuple[str, list[Citation], list[Passage]]:
         order: list[int] = []
         for sentence in chosen:
@@ -356,7 +360,7 @@ class ExtractiveAnswerer:
             passage = passages[p_index]
             quoted = sorted((s for s in chosen if s.passage == p_index), key=lambda s: s.position)
             body = " ".join(_with_period(s.text) for s in quoted)
-            if language != passage_language(passage):
+            if foreign[p_index]:
                 lead = LEAD_INS.get(language, LEAD_INS["en"]).format(heading=passage.heading or passage.title)
                 body = f"{lead} {body}"
             parts.append(f"{body} [{number}]")
@@ -375,7 +379,7 @@ class ExtractiveAnswerer:
         passages: Sequence[Passage],
         scored: list[ScoredSentence],
         chosen: list[ScoredSentence],
-        language: str,
+        foreign: Sequence[bool],
     ) -> dict[str, float]:
         top = passages[0]
         other = next((p for p in passages[1:] if p.document != top.document), None)
@@ -391,25 +395,18 @@ class ExtractiveAnswerer:
         # The question's topic words found anywhere in the retrieved passages ("how long does it
         # take" is the answer's form, not its topic).
         topic = set(topic_terms(question))
-        all_terms = set(
-            content_terms(" ".join(" ".join([p.title, *p.heading_path, p.text]) for p in passages))
-        )
+        passage_terms = [set(content_terms(" ".join([p.title, *p.heading_path, p.text]))) for p in passages]
+        all_terms = set().union(*passage_terms)
         coverage_all = len(topic & all_terms) / len(topic) if topic else 0.0
         # The same through the glossary, over the passages in another language than the question's.
-        foreign_terms = set(
-            content_terms(
-                " ".join(
-                    " ".join([p.title, *p.heading_path, p.text])
-                    for p in passages
-                    if passage_language(p) != language
-                )
-            )
+        foreign_terms = set().union(
+            *(terms for terms, other in zip(passage_terms, foreign, strict=True) if other)
         )
         translated = QuestionTerms(question, topic_only=True)
         coverage_translated = len(translated.found_in(foreign_terms)) / len(topic) if topic else 0.0
         # Passages in another language than the question's: similarities run lower across
         # languages and shared words mean nothing, so both are read differently.
-        other_language = sum(passage_language(p) != language for p in passages) / len(passages)
+        other_language = sum(foreign) / len(passages)
         semantic = max(s.semantic for s in scored)
         # The retrievers agree when the vector search's first document is the full-text's first.
         vector_first = min(passages, key=lambda p: p.ranks.get("vector", 10**6))
